@@ -1,0 +1,9 @@
+"""Subcommand modules, in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from keeper.commands import config_cmd
+
+MODULES: list[ModuleType] = [config_cmd]

@@ -1,0 +1,60 @@
+"""One error hierarchy for the keeper package.
+
+Each error has a stable ``code`` and a message written for the operator: what went
+wrong and what to do. ``exit_code`` is what the process exits with when the error
+ends it (sysexits where one fits; systemd does not restart on 78).
+"""
+
+from __future__ import annotations
+
+EX_USAGE = 2  # argparse's convention for bad command lines and bad input files
+EX_CONFIG = 78  # sysexits.h EX_CONFIG; RestartPreventExitStatus=78 in the unit
+
+
+class KeeperError(Exception):
+    """Base of every error raised by ``keeper``."""
+
+    code: str = "keeper_error"
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(KeeperError):
+    """A bad command line or unreadable input file."""
+
+    code = "usage"
+    exit_code = EX_USAGE
+
+
+class ConfigError(KeeperError):
+    """Invalid or missing configuration; ``problems`` holds one line per field."""
+
+    code = "config"
+    exit_code = EX_CONFIG
+
+    def __init__(self, problems: list[str], *, source: str = "") -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class StoreError(KeeperError):
+    """The SQLite store cannot be opened, migrated or written."""
+
+    code = "store"
+    exit_code = 74  # EX_IOERR
+
+
+class ChainError(KeeperError):
+    """The Starknet node or a transaction did something the keeper cannot accept."""
+
+    code = "chain"
