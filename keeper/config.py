@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from contextvars import ContextVar
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -153,7 +153,9 @@ class ProverConfig(_Section):
     proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
     timeout_s: float = Field(default=900.0, gt=0)
     memory_limit_mb: int = Field(default=8192, ge=64)
-    work_dir: Path | None = Field(default=None, description="traces and proofs (default: next to the store)")
+    work_dir: Path | None = Field(
+        default=None, description="traces and proofs (default: next to the store)"
+    )
     atlantic_base_url: HttpUrl = "https://atlantic.api.herodotus.cloud"
     atlantic_network: Literal["MAINNET", "TESTNET"] = "TESTNET"
     atlantic_layout: str = "auto"
@@ -267,7 +269,9 @@ def load_secrets(environ: Mapping[str, str]) -> Secrets:
             continue
         bare = key[len(ENV_PREFIX) :].lower()
         if bare in SECRET_NAMES:
-            problems.append(f"{key}: secrets are not accepted inline in the environment; {_secret_hint(bare)}")
+            problems.append(
+                f"{key}: secrets are not accepted inline in the environment; {_secret_hint(bare)}"
+            )
     values: dict[str, SecretStr] = {}
     creds_dir = environ.get("CREDENTIALS_DIRECTORY")
     for name in SECRET_NAMES:
@@ -304,7 +308,9 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
         if kind == "missing":
             lines.append(f"{where}: required but missing")
         elif kind == "extra_forbidden":
-            lines.append(f"{where}: unknown option (check the spelling against config/keeper.example.toml)")
+            lines.append(
+                f"{where}: unknown option (check the spelling against config/keeper.example.toml)"
+            )
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
@@ -336,8 +342,11 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     inline = _find_inline_secrets(table)
     if inline:
         raise ConfigError(
-            [f"{key}: secrets are not accepted in the config file; {_secret_hint(key.rsplit('.', 1)[-1])}"
-             for key in inline],
+            [
+                f"{key}: secrets are not accepted in the config file; "
+                + _secret_hint(key.rsplit(".", 1)[-1])
+                for key in inline
+            ],
             source=source,
         )
     if "secrets" in table:

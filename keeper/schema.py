@@ -36,4 +36,119 @@ MIGRATIONS: list[Migration] = [
         # was first used with, so a store is never silently reused for another router.
         _sql("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
     ),
+    Migration(
+        2,
+        "stream",
+        # keeper/stream: decoded-and-valid events in chain order (id), the consumer's
+        # position (processed_at), malformed payloads kept with their reason, the hashes
+        # of ingested blocks (reorg detection) and the one stream cursor. Felts are
+        # 0x-hex text; keys/data are JSON arrays of them. The unique key makes replays
+        # of a block idempotent.
+        _sql(
+            "CREATE TABLE stream_events ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,"
+            " tx_hash TEXT NOT NULL, event_index INTEGER NOT NULL,"
+            " contract TEXT NOT NULL, from_address TEXT NOT NULL, name TEXT NOT NULL,"
+            " keys TEXT NOT NULL, data TEXT NOT NULL,"
+            " ingested_at TEXT NOT NULL, processed_at TEXT,"
+            " UNIQUE (block_hash, tx_hash, event_index))",
+            "CREATE INDEX stream_events_block ON stream_events (block_number)",
+            "CREATE INDEX stream_events_unprocessed ON stream_events (id) "
+            "WHERE processed_at IS NULL",
+            "CREATE TABLE stream_quarantine ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,"
+            " tx_hash TEXT NOT NULL, event_index INTEGER NOT NULL,"
+            " from_address TEXT NOT NULL, keys TEXT NOT NULL, data TEXT NOT NULL,"
+            " reason TEXT NOT NULL, quarantined_at TEXT NOT NULL,"
+            " UNIQUE (block_hash, tx_hash, event_index))",
+            "CREATE INDEX stream_quarantine_block ON stream_quarantine (block_number)",
+            "CREATE TABLE stream_blocks ("
+            " block_number INTEGER PRIMARY KEY, block_hash TEXT NOT NULL)",
+            "CREATE TABLE stream_cursor ("
+            " id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL,"
+            " block_number INTEGER NOT NULL, block_hash TEXT, updated_at TEXT NOT NULL)",
+        ),
+    ),
 ]
+
+# Migration 2 (the event stream) is appended above this line by keeper/stream's owner;
+# migration 3 is the keeper's jobs, cost ledger and governance history.
+_JOBS_V3 = _sql(
+    # One job per (router, epoch): the idempotency key of everything retried for it.
+    """CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,                -- '<router hex>:<epoch>'
+        router TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        state TEXT NOT NULL,                -- see keeper.jobs.JobState
+        trigger TEXT NOT NULL,              -- request | interval | drift | manual
+        trigger_event_id INTEGER,           -- the stream event that caused it, if any
+        trigger_block INTEGER,              -- its block (rolled back with it)
+        prover TEXT,                        -- stone | atlantic | dev
+        inputs_json TEXT,                   -- the exact on-chain inputs the model ran on
+        output_json TEXT,                   -- the program's public output
+        trace_dir TEXT,
+        n_steps INTEGER,
+        proof_path TEXT,
+        fact_hash TEXT,
+        program_hash TEXT,
+        security_bits INTEGER,
+        atlantic_query_id TEXT,
+        fact_tx_hash TEXT,
+        submit_tx_hash TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, -- attempts in the current state
+        failure_code TEXT,
+        failure_reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (router, epoch)
+    )""",
+    "CREATE INDEX jobs_open ON jobs (state)"
+    " WHERE state NOT IN ('confirmed', 'failed', 'superseded')",
+    """CREATE TABLE job_transitions (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        detail TEXT,
+        at TEXT NOT NULL
+    )""",
+    # The cost ledger: one row per attempt of anything that costs CPU, credit or fees.
+    # Amounts are what was measured or charged, never assumed; fee amounts are TEXT
+    # because they can exceed SQLite's 64-bit integers.
+    """CREATE TABLE costs (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT REFERENCES jobs (id),
+        kind TEXT NOT NULL,                 -- trace | proof | fact_registration | execution
+        prover TEXT,                        -- stone | atlantic | dev (for trace/proof rows)
+        outcome TEXT NOT NULL,              -- ok | failed
+        reason TEXT,                        -- failure code, or why it was skipped
+        wall_s REAL,
+        cpu_s REAL,
+        peak_rss_mb REAL,
+        proof_bytes INTEGER,
+        n_steps INTEGER,
+        atlantic_job_size TEXT,
+        atlantic_price REAL,                -- the configured contract price for that job size
+        fee_amount TEXT,                    -- actual fee from the receipt, smallest unit
+        fee_unit TEXT,                      -- FRI | WEI
+        tx_hash TEXT,
+        at TEXT NOT NULL
+    )""",
+    "CREATE INDEX costs_at ON costs (at)",
+    """CREATE TABLE governance_changes (
+        id INTEGER PRIMARY KEY,
+        contract TEXT NOT NULL,             -- router | risk_engine
+        param TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT NOT NULL,
+        block_number INTEGER,
+        tx_hash TEXT,
+        event_id INTEGER,
+        at TEXT NOT NULL
+    )""",
+)
+
+MIGRATIONS.append(Migration(3, "jobs_costs_governance", _JOBS_V3))
+MIGRATIONS.sort(key=lambda m: m.version)

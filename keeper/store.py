@@ -123,7 +123,7 @@ def _create_private_file(path: Path) -> None:
 
 def open_store(path: Path, migrations: Sequence[Migration] | None = None) -> Store:
     """Open (creating if needed) and migrate the store at ``path``."""
-    migrations = list(MIGRATIONS if migrations is None else migrations)
+    migrations = sorted(MIGRATIONS if migrations is None else migrations, key=lambda m: m.version)
     _create_private_file(path)
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)

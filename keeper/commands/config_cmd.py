@@ -24,7 +24,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("config", help="check or show the operator configuration")
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
     actions.required = True
-    check = actions.add_parser("check", help="validate the config; exit 78 with one line per problem")
+    check = actions.add_parser(
+        "check", help="validate the config; exit 78 with one line per problem"
+    )
     add_config_option(check)
     check.set_defaults(handler=_check)
     show = actions.add_parser("show", help="print the effective config, secrets redacted")

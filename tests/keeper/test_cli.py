@@ -37,7 +37,9 @@ def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]
     "argv",
     [["no-such-command"], ["config", "check", "--bogus"], ["fri-params", "--n-steps", "many"], []],
 )
-def test_bad_arguments_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
@@ -49,7 +51,9 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], capsys: pytest.Capt
 def test_console_script_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "keeper", "config", "check", "--config", "/nonexistent.toml"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 78
     assert "cannot read config file /nonexistent.toml" in result.stderr

@@ -55,7 +55,11 @@ def _commented_keys(section: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("removed", "field"),
-    [("rpc_url", "chain.rpc_url"), ("router_address", "chain.router_address"), ("chain_id", "chain.chain_id")],
+    [
+        ("rpc_url", "chain.rpc_url"),
+        ("router_address", "chain.router_address"),
+        ("chain_id", "chain.chain_id"),
+    ],
 )
 def test_missing_field_exits_78_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], removed: str, field: str
@@ -72,9 +76,24 @@ def test_missing_field_exits_78_naming_it(
     [
         ('source = "rpc"', 'source = "kafka"', "stream.source", "'rpc' or 'apibara'"),
         ("chunk_size = 256", 'chunk_size = "many"', "stream.chunk_size", "valid integer"),
-        ("fee_multiplier = 1.5", "fee_multiplier = 9.0", "chain.fee_multiplier", "less than or equal to 3"),
-        ('router_address = "0x0123', 'router_address = "0xZZ23', "chain.router_address", "not valid hex"),
-        ("proof_of_work_bits = 20", "proof_of_work_bits = 60", "prover.proof_of_work_bits", "less than 50"),
+        (
+            "fee_multiplier = 1.5",
+            "fee_multiplier = 9.0",
+            "chain.fee_multiplier",
+            "less than or equal to 3",
+        ),
+        (
+            'router_address = "0x0123',
+            'router_address = "0xZZ23',
+            "chain.router_address",
+            "not valid hex",
+        ),
+        (
+            "proof_of_work_bits = 20",
+            "proof_of_work_bits = 60",
+            "prover.proof_of_work_bits",
+            "less than 50",
+        ),
         ('level = "info"', 'lvl = "info"', "log.lvl", "unknown option"),
     ],
 )
@@ -92,8 +111,10 @@ def test_mistyped_field_exits_78_naming_it(
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text().replace('source = "rpc"', 'source = "x"').replace(
-        "chunk_size = 256", "chunk_size = 0"
+    text = (
+        EXAMPLE.read_text()
+        .replace('source = "rpc"', 'source = "x"')
+        .replace("chunk_size = 256", "chunk_size = 0")
     )
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, text), {})
@@ -165,9 +186,7 @@ def test_unreadable_or_short_secret_file_is_a_config_error(tmp_path: Path) -> No
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:
-    cfg = load_config(
-        EXAMPLE, {"KEEPER_STREAM__SOURCE": "apibara", "KEEPER_HEALTH__PORT": "9999"}
-    )
+    cfg = load_config(EXAMPLE, {"KEEPER_STREAM__SOURCE": "apibara", "KEEPER_HEALTH__PORT": "9999"})
     assert cfg.stream.source == "apibara"
     assert cfg.health.port == 9999
     with pytest.raises(ConfigError) as info:
@@ -175,7 +194,9 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
     assert "health.port" in str(info.value)
 
 
-def test_config_path_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_path_from_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KEEPER_CONFIG", str(EXAMPLE))
     assert main(["config", "check"]) == 0
     assert str(EXAMPLE) in capsys.readouterr().out
@@ -195,7 +216,9 @@ def test_unreadable_or_broken_file(
     assert expected in capsys.readouterr().err
 
 
-def test_show_redacts_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_show_redacts_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     key_file = tmp_path / "pk"
     key_file.write_text("0xsupersecretvalue")
     monkeypatch.setenv("KEEPER_ACCOUNT_PRIVATE_KEY_FILE", str(key_file))

@@ -52,9 +52,17 @@ def test_level_filter(log_output: io.StringIO) -> None:
 
 
 def test_configured_secrets_never_reach_the_output(tmp_path: Path, log_output: io.StringIO) -> None:
-    pk, api, pw = "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce036f8", "atl_live_9f8e7d6c5b4a", "correct horse battery"
+    pk, api, pw = (
+        "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce036f8",
+        "atl_live_9f8e7d6c5b4a",
+        "correct horse battery",
+    )
     files = {}
-    for name, value in [("ACCOUNT_PRIVATE_KEY", pk), ("ATLANTIC_API_KEY", api), ("KEYSTORE_PASSWORD", pw)]:
+    for name, value in [
+        ("ACCOUNT_PRIVATE_KEY", pk),
+        ("ATLANTIC_API_KEY", api),
+        ("KEYSTORE_PASSWORD", pw),
+    ]:
         path = tmp_path / name
         path.write_text(value)
         files[f"KEEPER_{name}_FILE"] = str(path)
@@ -64,7 +72,11 @@ def test_configured_secrets_never_reach_the_output(tmp_path: Path, log_output: i
     # Every way a secret could sneak in: message, field, nested, bytes, object repr,
     # exception text with traceback, a library logger, and context binding.
     log.info(f"key is {pk}", header={"api-key": api, "list": [pw, 1]}, raw=api.encode())
-    log.warning("request", url=f"https://x/atlantic-query?apiKey={api}", obj=type("K", (), {"__repr__": lambda s: pw})())
+    log.warning(
+        "request",
+        url=f"https://x/atlantic-query?apiKey={api}",
+        obj=type("K", (), {"__repr__": lambda s: pw})(),
+    )
     try:
         raise RuntimeError(f"auth failed for {api} with {pw}")
     except RuntimeError:
@@ -82,9 +94,9 @@ def test_configured_secrets_never_reach_the_output(tmp_path: Path, log_output: i
 @settings(max_examples=200, deadline=None)
 @given(
     # Real secrets are key-like; a "secret" such as "REDACTED" would survive in the marker.
-    secret=st.text(alphabet=string.ascii_letters + string.digits + "_-+/=", min_size=8, max_size=40).filter(
-        lambda s: s not in f"[{REDACTED}]"
-    ),
+    secret=st.text(
+        alphabet=string.ascii_letters + string.digits + "_-+/=", min_size=8, max_size=40
+    ).filter(lambda s: s not in f"[{REDACTED}]"),
     prefix=st.text(max_size=20),
     suffix=st.text(max_size=20),
 )

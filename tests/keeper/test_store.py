@@ -152,3 +152,7 @@ def test_reader_is_not_blocked_by_an_open_write_transaction(tmp_path: Path) -> N
             rows = reader.execute("SELECT key FROM meta ORDER BY key").fetchall()
             reader.close()
         assert rows == [("a",)]
+
+
+def test_migration_versions_are_contiguous_from_one() -> None:
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
