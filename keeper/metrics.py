@@ -1,0 +1,131 @@
+"""Prometheus metrics of the keeper, in a registry of their own.
+
+A private ``CollectorRegistry`` (not prometheus-client's global one) keeps each
+``KeeperMetrics`` independent: tests build as many as they like, and nothing a library
+registers globally leaks into ``/metrics``.
+
+Series (names are part of the operator contract, see docs/operations.md):
+
+- ``keeper_events_total{kind}``                    events ingested from the stream
+- ``keeper_events_quarantined_total``              events that could not be decoded/applied
+- ``keeper_jobs{state}``                           jobs per state (gauge, from the store)
+- ``keeper_proof_seconds{prover}``                 proof wall time (histogram)
+- ``keeper_fees_total{purpose,unit}``              fees and charges paid (fri, usd…)
+- ``keeper_prover_fallbacks_total{from,to}``       proofs handed to the next prover
+- ``keeper_stream_lag_blocks``                     chain head minus the stream cursor
+- ``keeper_last_successful_job_timestamp_seconds`` Unix time of the last completed job
+- ``keeper_prover_available{prover}``              1 when the prover can take work
+- ``keeper_build_info{version}``                   always 1; the running version
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Local Stone takes seconds to minutes, Atlantic up to its deadline (an hour by default).
+PROOF_SECONDS_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, math.inf)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("obsqra-keeper")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class KeeperMetrics:
+    """The keeper's series and the calls the daemon loop makes to update them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._events = Counter(
+            "keeper_events_total", "Contract events ingested, by kind.", ["kind"], registry=reg
+        )
+        self._quarantined = Counter(
+            "keeper_events_quarantined_total",
+            "Events set aside because they could not be decoded or applied.",
+            registry=reg,
+        )
+        self._jobs = Gauge("keeper_jobs", "Jobs in the store, by state.", ["state"], registry=reg)
+        self._proof_seconds = Histogram(
+            "keeper_proof_seconds",
+            "Wall time of one proof, by prover.",
+            ["prover"],
+            buckets=PROOF_SECONDS_BUCKETS,
+            registry=reg,
+        )
+        self._fees = Counter(
+            "keeper_fees_total",
+            "Fees and charges paid, by purpose and unit (fri for L2 fees, usd for Atlantic).",
+            ["purpose", "unit"],
+            registry=reg,
+        )
+        self._fallbacks = Counter(
+            "keeper_prover_fallbacks_total",
+            "Proofs handed from one prover to the next after a failure.",
+            ["from", "to"],
+            registry=reg,
+        )
+        self._lag = Gauge(
+            "keeper_stream_lag_blocks", "Chain head minus the stream cursor.", registry=reg
+        )
+        self._last_success = Gauge(
+            "keeper_last_successful_job_timestamp_seconds",
+            "Unix time of the last job that completed (allocation submitted and accepted).",
+            registry=reg,
+        )
+        self._prover_available = Gauge(
+            "keeper_prover_available",
+            "1 when the prover can take work (binary present, circuit breaker closed).",
+            ["prover"],
+            registry=reg,
+        )
+        build = Gauge("keeper_build_info", "The running keeper version.", ["version"], registry=reg)
+        build.labels(version=_version()).set(1)
+        self._job_states_seen: set[str] = set()
+
+    def event_ingested(self, kind: str) -> None:
+        self._events.labels(kind=kind).inc()
+
+    def event_quarantined(self) -> None:
+        self._quarantined.inc()
+
+    def job_state_counts(self, counts: Mapping[str, int]) -> None:
+        """Set ``keeper_jobs`` from a full count per state; states now absent read 0."""
+        for state in self._job_states_seen - counts.keys():
+            self._jobs.labels(state=state).set(0)
+        for state, count in counts.items():
+            self._jobs.labels(state=state).set(count)
+        self._job_states_seen |= counts.keys()
+
+    def proof_done(self, prover: str, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"proof time must be a finite non-negative number, got {seconds!r}")
+        self._proof_seconds.labels(prover=prover).observe(seconds)
+
+    def fee_paid(self, purpose: str, amount: float, unit: str) -> None:
+        if not math.isfinite(amount) or amount < 0:
+            raise ValueError(f"fee must be a finite non-negative amount, got {amount!r}")
+        self._fees.labels(purpose=purpose, unit=unit).inc(amount)
+
+    def fallback(self, frm: str, to: str) -> None:
+        self._fallbacks.labels(**{"from": frm, "to": to}).inc()
+
+    def stream_lag(self, blocks: int) -> None:
+        self._lag.set(max(blocks, 0))
+
+    def job_succeeded(self, ts: float) -> None:
+        """``ts``: Unix time (seconds) the job completed."""
+        self._last_success.set(ts)
+
+    def prover_available(self, prover: str, available: bool) -> None:
+        self._prover_available.labels(prover=prover).set(1 if available else 0)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

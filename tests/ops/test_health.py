@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_metrics import SERIES
+
+from keeper.config import HealthConfig
+from keeper.errors import ConfigError
+from keeper.health import HealthServer, HealthState, HealthThresholds, assess, health_report
+from keeper.metrics import KeeperMetrics
+
+NOW = 1_700_000_000.0
+THRESHOLDS = HealthThresholds(stall_deadline_s=300.0, lag_degraded_blocks=10)
+
+
+def healthy_state() -> HealthState:
+    return HealthState(
+        started_at=NOW - 3600,
+        stream_lag_blocks=1,
+        last_stream_progress_at=NOW - 5,
+        last_event_at=NOW - 600,
+        last_successful_job_at=NOW - 1800,
+        provers={"stone": True, "atlantic": True},
+    )
+
+
+# --- the pure assessment -----------------------------------------------------------------
+
+
+def test_healthy_is_ok() -> None:
+    assert assess(healthy_state(), THRESHOLDS, NOW) == ("ok", [])
+
+
+def test_stream_silent_past_the_deadline_is_failing() -> None:
+    state = healthy_state()
+    state.last_stream_progress_at = NOW - 301
+    status, reasons = assess(state, THRESHOLDS, NOW)
+    assert status == "failing"
+    assert "stream has not advanced for 301 s" in reasons[0]
+
+
+def test_stream_never_started_past_the_deadline_is_failing() -> None:
+    state = HealthState(started_at=NOW - 400)
+    status, reasons = assess(state, THRESHOLDS, NOW)
+    assert status == "failing"
+    assert "stream has not started" in reasons[0]
+
+
+def test_just_started_is_ok() -> None:
+    assert assess(HealthState(started_at=NOW - 1), THRESHOLDS, NOW) == ("ok", [])
+
+
+def test_stream_silent_past_half_the_deadline_is_degraded() -> None:
+    state = healthy_state()
+    state.last_stream_progress_at = NOW - 200
+    assert assess(state, THRESHOLDS, NOW)[0] == "degraded"
+
+
+def test_lag_over_the_threshold_is_degraded() -> None:
+    state = healthy_state()
+    state.stream_lag_blocks = 11
+    status, reasons = assess(state, THRESHOLDS, NOW)
+    assert (status, reasons) == ("degraded", ["stream lags the chain head by 11 blocks"])
+
+
+def test_one_prover_down_is_degraded_all_down_is_failing() -> None:
+    state = healthy_state()
+    state.provers = {"stone": False, "atlantic": True}
+    assert assess(state, THRESHOLDS, NOW) == ("degraded", ["prover unavailable: stone"])
+    state.provers = {"stone": False, "atlantic": False}
+    assert assess(state, THRESHOLDS, NOW) == ("failing", ["no prover available (atlantic, stone)"])
+
+
+def test_fatal_is_failing() -> None:
+    state = healthy_state()
+    state.fatal = "store unwritable"
+    assert assess(state, THRESHOLDS, NOW) == ("failing", ["fatal: store unwritable"])
+
+
+@given(
+    silent=st.floats(min_value=0, max_value=10_000),
+    lag=st.none() | st.integers(min_value=0, max_value=1000),
+    provers=st.dictionaries(st.sampled_from(["stone", "atlantic", "dev"]), st.booleans()),
+)
+def test_status_follows_the_rules(silent: float, lag: int | None, provers: dict[str, bool]) -> None:
+    state = HealthState(
+        started_at=NOW - 10_000,
+        stream_lag_blocks=lag,
+        last_stream_progress_at=NOW - silent,
+        provers=provers,
+    )
+    status, reasons = assess(state, THRESHOLDS, NOW)
+    fails = silent > 300 or (bool(provers) and not any(provers.values()))
+    degrades = silent > 150 or (lag is not None and lag > 10) or not all(provers.values())
+    expected = "failing" if fails else "degraded" if degrades else "ok"
+    assert status == expected
+    assert (reasons == []) == (status == "ok")
+
+
+def test_report_body() -> None:
+    body = health_report(healthy_state(), THRESHOLDS, NOW)
+    assert body == {
+        "status": "ok",
+        "reasons": [],
+        "stream_lag_blocks": 1,
+        "last_stream_progress_at": "2023-11-14T22:13:15+00:00",
+        "last_event_at": "2023-11-14T22:03:20+00:00",
+        "last_successful_job_at": "2023-11-14T21:43:20+00:00",
+        "provers": {"atlantic": {"available": True}, "stone": {"available": True}},
+        "uptime_s": 3600.0,
+    }
+
+
+def test_report_before_anything_happened() -> None:
+    body = health_report(HealthState(started_at=NOW), THRESHOLDS, NOW)
+    assert body["last_event_at"] is None
+    assert body["last_successful_job_at"] is None
+    assert body["stream_lag_blocks"] is None
+    assert body["provers"] == {}
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+def server(state: HealthState, metrics: KeeperMetrics | None = None, **kw: Any) -> HealthServer:
+    return HealthServer(
+        state, metrics or KeeperMetrics(), port=0, thresholds=THRESHOLDS, clock=lambda: NOW, **kw
+    )
+
+
+def client(port: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
+
+
+async def raw_request(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    return response
+
+
+async def test_healthz_ok() -> None:
+    async with server(healthy_state()) as s, client(s.port) as http:
+        response = await http.get("/healthz")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["status"] == "ok"
+
+
+async def test_healthz_failing_is_503_and_follows_the_live_state() -> None:
+    state = healthy_state()
+    async with server(state) as s, client(s.port) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        state.last_stream_progress_at = NOW - 1000  # the loop updates the state in place
+        response = await http.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "failing"
+
+
+async def test_healthz_degraded_is_200() -> None:
+    state = healthy_state()
+    state.provers["stone"] = False
+    async with server(state) as s, client(s.port) as http:
+        response = await http.get("/healthz?verbose=1")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+
+
+async def test_metrics_exposes_every_series() -> None:
+    metrics = KeeperMetrics()
+    metrics.event_ingested("RebalanceExecuted")
+    metrics.job_state_counts({"done": 1})
+    metrics.proof_done("stone", 3.0)
+    metrics.fee_paid("submit_allocation", 10.0, "fri")
+    metrics.fallback("stone", "atlantic")
+    metrics.prover_available("stone", True)
+    async with server(healthy_state(), metrics) as s, client(s.port) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    for name in SERIES:
+        assert f"\n{name}" in response.text or response.text.startswith(name), name
+    assert 'keeper_events_total{kind="RebalanceExecuted"} 1.0' in response.text
+
+
+async def test_unknown_path_is_404() -> None:
+    async with server(healthy_state()) as s, client(s.port) as http:
+        response = await http.get("/admin")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD"])
+async def test_other_methods_are_405(method: str) -> None:
+    async with server(healthy_state()) as s, client(s.port) as http:
+        response = await http.request(method, "/healthz")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+
+
+async def test_malformed_request_line_is_400() -> None:
+    async with server(healthy_state()) as s:
+        response = await raw_request(s.port, b"HELLO\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_oversized_request_head_is_refused() -> None:
+    async with server(healthy_state(), max_request_bytes=1024) as s:
+        header = b"X-Filler: " + b"a" * 4096 + b"\r\n"
+        response = await raw_request(s.port, b"GET /healthz HTTP/1.1\r\n" + header + b"\r\n")
+    assert response.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_silent_client_does_not_block_others_and_is_cut_off() -> None:
+    async with server(healthy_state(), read_timeout_s=0.5) as s:
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", s.port)
+        slow_writer.write(b"GET /heal")  # and then nothing more
+        await slow_writer.drain()
+        async with client(s.port) as http:
+            response = await http.get("/healthz")
+        assert response.status_code == 200
+        # The server gives up on the silent one (408, then closes): read returns at EOF.
+        answer = await asyncio.wait_for(slow_reader.read(), 10)
+        slow_writer.close()
+        await slow_writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_closing_the_server_drops_idle_connections() -> None:
+    async with server(healthy_state(), read_timeout_s=60) as s:
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        await writer.drain()
+    # The server closed with a client still connected: the client sees EOF, not a hang.
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
+async def test_too_many_connections_are_turned_away() -> None:
+    async with server(healthy_state(), max_connections=1, read_timeout_s=60) as s:
+        _, idle_writer = await asyncio.open_connection("127.0.0.1", s.port)
+        await idle_writer.drain()
+        async with client(s.port) as http:
+            # The idle connection may not be registered yet when this one arrives: retry
+            # until the server has seen both (bounded; no sleep).
+            for _ in range(50):
+                response = await http.get("/healthz")
+                if response.status_code == 503:
+                    break
+        idle_writer.close()
+    assert response.status_code == 503
+    assert response.text == "too many connections\n"
+
+
+async def test_port_in_use_is_a_config_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = HealthConfig(port=port)
+        health = HealthServer.from_config(
+            config, healthy_state(), KeeperMetrics(), stall_deadline_s=300
+        )
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await health.start()
+
+
+async def test_port_requires_a_started_server() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server(healthy_state()).port

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from keeper.metrics import KeeperMetrics
+
+SERIES = [
+    "keeper_events_total",
+    "keeper_events_quarantined_total",
+    "keeper_jobs",
+    "keeper_proof_seconds",
+    "keeper_fees_total",
+    "keeper_prover_fallbacks_total",
+    "keeper_stream_lag_blocks",
+    "keeper_last_successful_job_timestamp_seconds",
+    "keeper_prover_available",
+    "keeper_build_info",
+]
+
+
+def samples(metrics: KeeperMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = metrics.exposition().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(metrics: KeeperMetrics, name: str, **labels: str) -> float:
+    return samples(metrics)[(name, frozenset(labels.items()))]
+
+
+def exercised() -> KeeperMetrics:
+    m = KeeperMetrics()
+    m.event_ingested("RebalanceExecuted")
+    m.event_ingested("RebalanceExecuted")
+    m.event_ingested("RiskScoresUpdated")
+    m.event_quarantined()
+    m.job_state_counts({"proving": 1, "done": 4})
+    m.proof_done("stone", 7.5)
+    m.fee_paid("submit_allocation", 1.5e15, "fri")
+    m.fee_paid("proof", 0.25, "usd")
+    m.fallback("stone", "atlantic")
+    m.stream_lag(3)
+    m.job_succeeded(1_700_000_000.0)
+    m.prover_available("stone", True)
+    m.prover_available("atlantic", False)
+    return m
+
+
+def test_every_named_series_is_exposed() -> None:
+    text = exercised().exposition().decode()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    for name in SERIES:
+        # The parser names counter families without the _total suffix.
+        assert name in families or name.removesuffix("_total") in families, name
+        assert name in text, name
+
+
+def test_values_after_the_loops_calls() -> None:
+    m = exercised()
+    assert value(m, "keeper_events_total", kind="RebalanceExecuted") == 2
+    assert value(m, "keeper_events_total", kind="RiskScoresUpdated") == 1
+    assert value(m, "keeper_events_quarantined_total") == 1
+    assert value(m, "keeper_jobs", state="proving") == 1
+    assert value(m, "keeper_jobs", state="done") == 4
+    assert value(m, "keeper_proof_seconds_count", prover="stone") == 1
+    assert value(m, "keeper_proof_seconds_sum", prover="stone") == 7.5
+    assert value(m, "keeper_proof_seconds_bucket", prover="stone", le="10.0") == 1
+    assert value(m, "keeper_proof_seconds_bucket", prover="stone", le="5.0") == 0
+    assert value(m, "keeper_fees_total", purpose="submit_allocation", unit="fri") == 1.5e15
+    assert value(m, "keeper_fees_total", purpose="proof", unit="usd") == 0.25
+    assert value(m, "keeper_prover_fallbacks_total", **{"from": "stone", "to": "atlantic"}) == 1
+    assert value(m, "keeper_stream_lag_blocks") == 3
+    assert value(m, "keeper_last_successful_job_timestamp_seconds") == 1_700_000_000.0
+    assert value(m, "keeper_prover_available", prover="stone") == 1
+    assert value(m, "keeper_prover_available", prover="atlantic") == 0
+
+
+def test_job_states_that_disappear_read_zero() -> None:
+    m = KeeperMetrics()
+    m.job_state_counts({"proving": 1, "submitted": 2})
+    m.job_state_counts({"done": 3})
+    assert value(m, "keeper_jobs", state="proving") == 0
+    assert value(m, "keeper_jobs", state="submitted") == 0
+    assert value(m, "keeper_jobs", state="done") == 3
+
+
+def test_registries_are_independent() -> None:
+    a, b = KeeperMetrics(), KeeperMetrics()
+    a.event_ingested("X")
+    assert value(a, "keeper_events_total", kind="X") == 1
+    assert ("keeper_events_total", frozenset({("kind", "X")})) not in samples(b)
+
+
+def test_negative_lag_reads_zero() -> None:
+    m = KeeperMetrics()
+    m.stream_lag(-2)  # head older than our cursor (a lagging node): not "ahead"
+    assert value(m, "keeper_stream_lag_blocks") == 0
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_bad_amounts_are_refused(bad: float) -> None:
+    m = KeeperMetrics()
+    with pytest.raises(ValueError, match="fee must be"):
+        m.fee_paid("submit_allocation", bad, "fri")
+    with pytest.raises(ValueError, match="proof time must be"):
+        m.proof_done("stone", bad)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**18), max_size=20))
+def test_fees_add_up(amounts: list[int]) -> None:
+    m = KeeperMetrics()
+    for amount in amounts:
+        m.fee_paid("register_fact", amount, "fri")
+    if amounts:
+        assert value(m, "keeper_fees_total", purpose="register_fact", unit="fri") == pytest.approx(
+            float(sum(amounts)), rel=1e-12
+        )
