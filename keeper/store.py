@@ -24,10 +24,17 @@ from typing import Any
 
 import sqlite_utils
 
-from keeper.errors import StoreError
+from keeper.errors import EX_CONFIG, StoreError
 from keeper.schema import MIGRATIONS, Migration
 
 _BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreSchemaTooNew(StoreError):
+    """A downgrade: restarting cannot help, so systemd must not retry (exit 78)."""
+
+    code = "store_schema_too_new"
+    exit_code = EX_CONFIG
 
 
 def _utcnow() -> str:
@@ -155,7 +162,7 @@ def _migrate(store: Store, conn: sqlite3.Connection, migrations: Sequence[Migrat
     current = _current_version(conn)
     if current > known:
         store.close()
-        raise StoreError(
+        raise StoreSchemaTooNew(
             f"{store.path} has schema version {current} but this keeper knows only up to "
             f"{known}: it was written by a newer keeper. Upgrade the keeper, or restore a "
             "backup made before the upgrade."
