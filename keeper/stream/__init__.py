@@ -1,0 +1,100 @@
+"""The event stream: chain events of StrategyRouterV2 and RiskEngine, in order, exactly once.
+
+- ``events``: typed, immutable events and the pure ``decode_event``.
+- ``eventlog.EventLog``: the one ingest path (decode + persist + cursor in one transaction)
+  and the consumer API (``next_unprocessed``, ``mark_processed``, rollback hooks).
+- ``rpc_source.RpcSource`` / ``apibara_source.ApibaraSource``: the two ways to follow the
+  chain; each has ``async run()``.
+
+``build_source(config, log)`` picks the configured one.
+"""
+
+from __future__ import annotations
+
+from keeper.config import KeeperConfig
+from keeper.store import Store
+from keeper.stream.apibara_source import ApibaraSource
+from keeper.stream.errors import (
+    EX_TEMPFAIL,
+    DecodeError,
+    ReorgTooDeepError,
+    StreamError,
+    StreamStalledError,
+)
+from keeper.stream.eventlog import (
+    Cursor,
+    EventGoneError,
+    EventLog,
+    RollbackHook,
+    StoredEvent,
+    StreamStatus,
+)
+from keeper.stream.events import ContractKind, Event, EventMeta, decode_event
+from keeper.stream.rpc_source import RpcSource
+
+__all__ = [
+    "EX_TEMPFAIL",
+    "ApibaraSource",
+    "ContractKind",
+    "Cursor",
+    "DecodeError",
+    "Event",
+    "EventGoneError",
+    "EventLog",
+    "EventMeta",
+    "ReorgTooDeepError",
+    "RollbackHook",
+    "RpcSource",
+    "StoredEvent",
+    "StreamError",
+    "StreamStalledError",
+    "StreamStatus",
+    "build_source",
+    "contract_addresses",
+    "decode_event",
+    "open_event_log",
+]
+
+
+def contract_addresses(config: KeeperConfig) -> dict[int, ContractKind]:
+    return {
+        int(config.chain.router_address, 16): "router",
+        int(config.chain.risk_engine_address, 16): "risk_engine",
+    }
+
+
+def open_event_log(
+    store: Store, config: KeeperConfig, on_rollback: RollbackHook | None = None
+) -> EventLog:
+    return EventLog(
+        store,
+        source=config.stream.source,
+        addresses=contract_addresses(config),
+        on_rollback=on_rollback,
+    )
+
+
+def build_source(config: KeeperConfig, log: EventLog) -> RpcSource | ApibaraSource:
+    """The configured source, reading from and writing to ``log``."""
+    stream = config.stream
+    addresses = contract_addresses(config)
+    if stream.source == "apibara":
+        return ApibaraSource(
+            log,
+            url=stream.apibara_url,
+            addresses=addresses,
+            finality=stream.apibara_finality,
+            batch_size=stream.apibara_batch_size,
+            start_block=stream.start_block,
+            stall_deadline_s=stream.stall_deadline_s,
+        )
+    return RpcSource(
+        log,
+        rpc_url=config.chain.rpc_url,
+        addresses=addresses,
+        start_block=stream.start_block,
+        chunk_size=stream.chunk_size,
+        poll_interval_s=stream.poll_interval_s,
+        confirmation_depth=stream.confirmation_depth,
+        stall_deadline_s=stream.stall_deadline_s,
+    )
