@@ -1,0 +1,7 @@
+//! obsqra contracts: RiskEngine (proof inputs), StrategyRouterV2 (proof-gated allocation)
+//! and DevFactRegistry (a TRUSTED devnet stand-in for Herodotus' Integrity FactRegistry).
+
+pub mod dev_fact_registry;
+pub mod fact_registry;
+pub mod risk_engine;
+pub mod strategy_router_v2;
