@@ -1,0 +1,130 @@
+"""Fixtures for the chain client tests: one starknet-devnet per session, the contracts
+built once, and a fresh deployment (keeper = account 1, also the DevFactRegistry
+registrar) for every test that needs one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from starknet_py.net.account.account import Account
+from starknet_py.net.full_node_client import FullNodeClient
+from starknet_py.net.signer.key_pair import KeyPair
+
+from keeper import devnet_deploy
+from keeper.chain import ChainClient
+from keeper.config import ChainConfig, Secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+# `tests.devnet` and `tests.chain.fake_rpc` are imported as modules of the repository.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.devnet import Devnet, start_devnet  # noqa: E402
+
+DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
+# Stand-ins for the allocation program's hashes: the router only compares hashes.
+PROGRAM_HASH = 0x0DE7_0000_0000_0000_0000_0000_0000_0001
+CHILD_PROGRAM_HASH = 0x0DE7_0000_0000_0000_0000_0000_0000_0002
+# devnet --seed 0 --accounts 3, roles from config/deploy.devnet.toml.
+OWNER, KEEPER, OUTSIDER = 0, 1, 2
+POLL_S = 0.05
+
+
+@pytest.fixture(scope="session")
+def contract_artifacts() -> dict[str, devnet_deploy.ContractArtifact]:
+    """Build with the pinned compilers (a no-op when up to date), then load."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target")
+
+
+@pytest.fixture(scope="session")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    with start_devnet(tmp_path_factory.mktemp("devnet")) as node:
+        yield node
+
+
+@dataclass
+class DeployedChain:
+    """A fresh deployment on the session devnet, and clients for its accounts."""
+
+    devnet: Devnet
+    deployment: devnet_deploy.Deployment
+
+    @property
+    def router(self) -> int:
+        return self.deployment.address("StrategyRouterV2")
+
+    @property
+    def risk_engine(self) -> int:
+        return self.deployment.address("RiskEngine")
+
+    @property
+    def registry(self) -> int:
+        return self.deployment.address("DevFactRegistry")
+
+    def config(self, account: int = KEEPER, **overrides: Any) -> ChainConfig:
+        fields: dict[str, Any] = {
+            "rpc_url": self.devnet.url,
+            "chain_id": hex(self.deployment.chain_id),
+            "router_address": hex(self.router),
+            "risk_engine_address": hex(self.risk_engine),
+            "account_address": hex(self.devnet.accounts[account].address),
+            "receipt_timeout_s": 30.0,
+        }
+        fields.update(overrides)
+        return ChainConfig(**fields)
+
+    def client(self, account: int = KEEPER, **overrides: Any) -> ChainClient:
+        key = SecretStr(hex(self.devnet.accounts[account].private_key))
+        return ChainClient(
+            self.config(account, **overrides),
+            Secrets(account_private_key=key),
+            poll_interval_s=POLL_S,
+        )
+
+    def account(self, index: int) -> Account:
+        """A plain starknet-py account, to act behind the keeper client's back."""
+        acc = self.devnet.accounts[index]
+        return Account(
+            address=acc.address,
+            client=FullNodeClient(node_url=self.devnet.url),
+            key_pair=KeyPair.from_private_key(acc.private_key),
+            chain=self.deployment.chain_id,
+        )
+
+    async def nonce(self, index: int = KEEPER) -> int:
+        client = FullNodeClient(node_url=self.devnet.url)
+        return int(await client.get_contract_nonce(self.devnet.accounts[index].address))
+
+    async def invoke(self, index: int, calls: list[Any]) -> None:
+        await devnet_deploy.invoke(self.account(index), calls)
+
+
+@pytest.fixture
+async def chain(
+    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+) -> DeployedChain:
+    params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
+    deployment, _ = await devnet_deploy.deploy_devnet(
+        devnet.url,
+        params,
+        contract_artifacts,
+        None,
+        program_hash=PROGRAM_HASH,
+        child_program_hash=CHILD_PROGRAM_HASH,
+    )
+    return DeployedChain(devnet, deployment)
