@@ -117,9 +117,6 @@ class ChainConfig(_Section):
         default=10**18, gt=0, description="refuse any transaction whose fee bound exceeds this"
     )
     receipt_timeout_s: float = Field(default=120.0, gt=0, le=3600)
-    deployment_file: Path | None = Field(
-        default=None, description="deployment JSON written by `obsqra-keeper devnet deploy`"
-    )
 
 
 class StreamConfig(_Section):
@@ -152,14 +149,18 @@ class ProverConfig(_Section):
     log_n_cosets: int = Field(default=2, ge=1, le=16)
     proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
     timeout_s: float = Field(default=900.0, gt=0)
-    memory_limit_mb: int = Field(default=8192, ge=64)
+    memory_limit_mb: int = Field(default=4096, ge=64)
     work_dir: Path | None = Field(
         default=None, description="traces and proofs (default: next to the store)"
     )
     atlantic_base_url: HttpUrl = "https://atlantic.api.herodotus.cloud"
     atlantic_network: Literal["MAINNET", "TESTNET"] = "TESTNET"
     atlantic_layout: str = "auto"
-    atlantic_result: Literal["PROOF_GENERATION", "PROOF_VERIFICATION_ON_L2"] = "PROOF_GENERATION"
+    # PROOF_VERIFICATION_ON_L2: Atlantic also verifies the proof in Integrity on Starknet,
+    # which registers the fact the router checks (the keeper cannot submit it itself yet).
+    atlantic_result: Literal[
+        "PROOF_GENERATION", "PROOF_VERIFICATION_ON_L1", "PROOF_VERIFICATION_ON_L2"
+    ] = "PROOF_VERIFICATION_ON_L2"
     atlantic_deadline_s: float = Field(default=3600.0, gt=0)
     atlantic_price_per_job_size: dict[Literal["XS", "S", "M", "L"], float] = Field(
         default_factory=dict,

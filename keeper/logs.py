@@ -110,6 +110,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO))  # library DEBUG is noise (and may hold URLs)
+    # One line per HTTP request (every RPC poll) would drown the keeper's own lines.
+    for chatty in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:

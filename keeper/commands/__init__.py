@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from keeper.commands import config_cmd, facts_cmd, prove_cmd, governance_cmd, costs_cmd, trace_cmd, status_cmd, devnet_cmd
+from keeper.commands import (
+    config_cmd,
+    costs_cmd,
+    devnet_cmd,
+    facts_cmd,
+    governance_cmd,
+    prove_cmd,
+    run_cmd,
+    status_cmd,
+    trace_cmd,
+)
 
-MODULES: list[ModuleType] = [config_cmd, facts_cmd, prove_cmd, governance_cmd, costs_cmd, trace_cmd, status_cmd, devnet_cmd]
+MODULES: list[ModuleType] = [
+    run_cmd,
+    status_cmd,
+    costs_cmd,
+    governance_cmd,
+    config_cmd,
+    trace_cmd,
+    prove_cmd,
+    facts_cmd,
+    devnet_cmd,
+]

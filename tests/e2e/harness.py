@@ -1,0 +1,200 @@
+"""Drive a real keeper process against a real devnet: config, start, wait, stop, inspect.
+
+Waiting is on observable outcomes (the router's epoch, a process exit, a log line),
+polled with a deadline; a test that waits too long fails with what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.contracts.conftest import Deployed
+
+ROOT = Path(__file__).resolve().parents[2]
+KEEPER = [sys.executable, "-m", "keeper"]
+DEADLINE_S = 180.0
+
+
+@dataclass
+class KeeperProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                lines.append({"event": "raw", "text": raw})
+        return lines
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.log_lines() if line.get("event") == name]
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@dataclass
+class KeeperSetup:
+    """One keeper's config, secrets and store against one deployment."""
+
+    deployed: Deployed
+    dir: Path
+    account_index: int = 1
+    policy: str = "dev"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_toml: str = ""
+
+    @property
+    def store_path(self) -> Path:
+        return self.dir / "keeper.sqlite3"
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "keeper.toml"
+
+    def write(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        account = self.deployed.devnet.accounts[self.account_index]
+        key = self.dir / "account_private_key"
+        key.write_text(hex(account.private_key))
+        key.chmod(0o600)
+        self.config_path.write_text(
+            f"""
+[chain]
+rpc_url = "{self.deployed.devnet.url}"
+chain_id = "{hex(self.deployed.deployment.chain_id)}"
+router_address = "{hex(self.deployed.router_address)}"
+risk_engine_address = "{hex(self.deployed.risk_engine_address)}"
+account_address = "{hex(account.address)}"
+receipt_timeout_s = 30
+
+[stream]
+source = "rpc"
+poll_interval_s = 0.2
+stall_deadline_s = 120
+
+[prover]
+policy = "{self.policy}"
+work_dir = "{self.dir / "work"}"
+
+[store]
+path = "{self.store_path}"
+
+[log]
+level = "info"
+format = "json"
+
+[health]
+enabled = false
+{self.extra_toml}
+"""
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+        env["KEEPER_ACCOUNT_PRIVATE_KEY_FILE"] = str(self.dir / "account_private_key")
+        env.update(self.extra_env)
+        return env
+
+    def start(self, **env: str) -> KeeperProcess:
+        self.write()
+        log_path = self.dir / f"keeper-{time.monotonic_ns()}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [*KEEPER, "run", "--config", str(self.config_path)],
+                env={**self.env(), **env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return KeeperProcess(process, log_path)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.store_path, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            return list(conn.execute(sql, params))
+        finally:
+            conn.close()
+
+
+async def wait_until(
+    what: str,
+    check: Callable[[], Awaitable[Any]],
+    *,
+    keeper: KeeperProcess | None = None,
+    deadline_s: float = DEADLINE_S,
+) -> Any:
+    end = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < end:
+        last = await check()
+        if last:
+            return last
+        if keeper is not None and keeper.process.poll() is not None:
+            tail = keeper.log_path.read_text(errors="replace")[-4000:]
+            raise AssertionError(
+                f"keeper exited ({keeper.process.returncode}) while waiting for {what}:\n{tail}"
+            )
+        await asyncio.sleep(0.2)
+    tail = "" if keeper is None else keeper.log_path.read_text(errors="replace")[-4000:]
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tail}")
+
+
+async def epoch(deployed: Deployed) -> int:
+    (value,) = await deployed.view("StrategyRouterV2", "get_epoch")
+    return int(value)
+
+
+async def wait_for_epoch(deployed: Deployed, target: int, keeper: KeeperProcess) -> None:
+    async def reached() -> bool:
+        return await epoch(deployed) >= target
+
+    await wait_until(f"router epoch {target}", reached, keeper=keeper)
+
+
+async def executed_events(deployed: Deployed) -> list[Any]:
+    """Every AllocationExecuted of the router, from the node's own event index."""
+    from starknet_py.hash.selector import get_selector_from_name
+
+    chunk = await deployed.client.get_events(
+        address=deployed.router_address,
+        keys=[[get_selector_from_name("AllocationExecuted")]],
+        from_block_number=0,
+        to_block_number="latest",
+        chunk_size=1000,
+    )
+    return list(chunk.events)
+
+
+async def wait_for_jobs(setup: KeeperSetup, states: set[str], keeper: KeeperProcess) -> None:
+    """Until every job of the keeper's store is in one of ``states`` (the chain may move
+    before the keeper has read the receipt)."""
+
+    async def settled() -> bool:
+        rows = setup.query("SELECT state FROM jobs")
+        return bool(rows) and all(r["state"] in states for r in rows)
+
+    await wait_until(f"jobs in {sorted(states)}", settled, keeper=keeper)

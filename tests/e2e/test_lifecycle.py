@@ -1,0 +1,132 @@
+"""The daemon's lifecycle as systemd sees it: notify protocol, SIGTERM during proving,
+SIGHUP with a broken config, an invalid config at start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.contracts.conftest import Deployed
+from tests.e2e.harness import (
+    ROOT,
+    KeeperSetup,
+    wait_for_epoch,
+    wait_for_jobs,
+    wait_until,
+)
+from tests.ops.notify_listener import notify_listener
+
+pytestmark = pytest.mark.devnet
+FAKE_STONE = ROOT / "tests" / "fakes" / "stone"
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def test_invalid_config_at_start_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "keeper.toml"
+    config.write_text('[chain]\nrpc_url = "not a url"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "keeper", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")},
+    )
+    assert result.returncode == 78
+    assert "chain.rpc_url: Value error, must be an http:// or https:// URL" in result.stderr
+    assert "chain.router_address: required but missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_notify_ready_watchdog_stopping_in_a_real_run(
+    deployed: Deployed, keeper_dir: Path
+) -> None:
+    setup = KeeperSetup(deployed, keeper_dir)
+    with notify_listener() as listener:
+        keeper = setup.start(**listener.environ(watchdog_usec=400_000))
+        try:
+            async with asyncio.timeout(120):
+                await listener.wait_for_async("READY=1")
+                ready = listener.first_index("READY=1")
+                await listener.wait_for_async("WATCHDOG=1", since=ready + 1)
+        finally:
+            assert keeper.stop() == 0
+        async with asyncio.timeout(30):
+            await listener.wait_for_async("STOPPING=1")
+    watchdog = listener.first_index("WATCHDOG=1")
+    assert listener.first_index("READY=1") < watchdog < listener.first_index("STOPPING=1")
+
+
+async def test_sigterm_during_proving_exits_0_and_the_next_start_resumes(
+    deployed: Deployed, keeper_dir: Path
+) -> None:
+    pidfile = keeper_dir.parent / "stone-grandchild.pid"
+    setup = KeeperSetup(
+        deployed,
+        keeper_dir,
+        policy="stone_only",
+        extra_env={
+            "KEEPER_PROVER__STONE_PROVER_PATH": str(FAKE_STONE / "cpu_air_prover"),
+            "KEEPER_PROVER__STONE_VERIFIER_PATH": str(FAKE_STONE / "cpu_air_verifier"),
+        },
+    )
+    hanging = setup.start(FAKE_STONE_MODE="hang", FAKE_STONE_CHILD_PIDFILE=str(pidfile))
+
+    async def proving() -> bool:
+        rows = setup.query("SELECT state FROM jobs") if setup.store_path.exists() else []
+        return [r["state"] for r in rows] == ["proving"] and pidfile.exists()
+
+    await wait_until("a job in proving", proving, keeper=hanging)
+    hanging.process.send_signal(signal.SIGTERM)
+    assert hanging.process.wait(timeout=60) == 0
+    (job,) = setup.query("SELECT state FROM jobs")
+    assert job["state"] == "proving"  # checkpointed, not failed
+    # Stone's whole process group went with the keeper: the grandchild is gone, or a
+    # zombie waiting for PID 1 to reap it (containers' PID 1 often never does).
+    assert _state(int(pidfile.read_text())) in (None, "Z")
+    assert any(line.get("event") == "keeper.stopped" for line in hanging.log_lines())
+
+    keeper = setup.start()
+    try:
+        await wait_for_epoch(deployed, 1, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+    finally:
+        assert keeper.stop() == 0
+    assert [r["state"] for r in setup.query("SELECT state FROM jobs")] == ["confirmed"]
+
+
+async def test_sighup_with_a_broken_config_keeps_the_old_one(
+    deployed: Deployed, keeper_dir: Path
+) -> None:
+    setup = KeeperSetup(deployed, keeper_dir)
+    keeper = setup.start()
+    try:
+        await wait_for_epoch(deployed, 1, keeper)
+        good = setup.config_path.read_text()
+        setup.config_path.write_text(good.replace('policy = "dev"', 'policy = "fastest"'))
+        keeper.process.send_signal(signal.SIGHUP)
+
+        async def rejected() -> bool:
+            return bool(keeper.events("config.reload_rejected"))
+
+        await wait_until("the reload to be rejected", rejected, keeper=keeper)
+        (line,) = keeper.events("config.reload_rejected")
+        assert any("prover.policy" in problem for problem in line["problems"])
+        # Still running on the old config: a request is executed as before.
+        await deployed.invoke(deployed.keeper, "StrategyRouterV2", "request_rebalance")
+        await wait_for_epoch(deployed, 2, keeper)
+    finally:
+        assert keeper.stop() == 0
