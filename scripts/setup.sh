@@ -66,15 +66,36 @@ fi
 say "cairo-lang: cairo-run --help works"
 
 # --- 3. Rust tools from the crate registry (built once, skipped when the pin is there) -----
+# starknet-devnet links OpenSSL (openssl-sys) and builds C code (zstd, aws-lc): a fresh
+# Debian machine needs a C toolchain, pkg-config and the OpenSSL headers first.
+native_deps_checked=""
+ensure_native_build_deps() {
+  [ -n "$native_deps_checked" ] && return 0
+  native_deps_checked=1
+  if command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 \
+      && pkg-config --exists openssl 2>/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "native build deps: installing build-essential pkg-config libssl-dev (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      build-essential pkg-config libssl-dev >/dev/null \
+      || die "apt-get install build-essential pkg-config libssl-dev"
+  else
+    die "a C compiler, pkg-config and OpenSSL headers are needed to build starknet-devnet: sudo apt-get install build-essential pkg-config libssl-dev"
+  fi
+}
+
 install_crate() { # crate version binary
   local crate=$1 version=$2 bin=$3 have=""
   if [ -x "$CARGO_BIN/$bin" ]; then have=$("$CARGO_BIN/$bin" --version 2>/dev/null | head -1 || true); fi
   case "$have" in
     *"$version"*) say "$crate $version: present (skipped)";;
     *)
+      ensure_native_build_deps
       say "$crate $version: building with cargo install --locked (first time: several minutes)"
       cargo install --locked --quiet "$crate" --version "$version" \
-        || die "cargo install $crate $version (needs a C toolchain: apt-get install build-essential pkg-config libssl-dev)"
+        || die "cargo install $crate $version failed (see the compiler output above)"
       say "$crate $version: installed into $CARGO_BIN";;
   esac
 }
