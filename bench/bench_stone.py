@@ -26,7 +26,7 @@ from typing import Any
 from prover.settings import ProverSettings
 from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "stone-samples"
 # (log_n_cosets, proof_of_work_bits): n_queries follows from the required bits.
 SHAPES = ((2, 20), (2, 24), (3, 20), (4, 20), (4, 24))
 

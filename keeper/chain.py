@@ -54,6 +54,7 @@ from starknet_py.net.signer.key_pair import KeyPair
 from keeper.config import ChainConfig, Secrets
 from keeper.errors import ChainError, KeeperError
 from keeper.logs import get_logger
+from keeper.policy import GovernanceParams
 from prover.model import AllocationInputs, ModelParams, ProtocolInputs
 
 FIELD_PRIME = 2**251 + 17 * 2**192 + 1
@@ -196,21 +197,6 @@ class Verification:
     verification_hash: int
     security_bits: int
     verifier_config: VerifierConfig
-
-
-@dataclass(frozen=True)
-class GovernanceParams:
-    """StrategyRouterV2.get_governance_params(), field for field."""
-
-    rebalance_interval_s: int
-    drift_threshold_bps: int
-    max_single_bps: int
-    min_diversification: int
-    min_security_bits: int
-    fact_registry: int
-    program_hash: int
-    child_program_hash: int
-    risk_engine: int
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from keeper.logs import configure_logging, get_logger
 from keeper.metrics import KeeperMetrics
 from keeper.notify import SystemdNotifier, watchdog_interval
 from keeper.policy import (
-    GovernanceParams,
     RouterSnapshot,
     accepted_provers,
     decide,
@@ -91,21 +90,6 @@ def program_identity(cache_dir: Path | None = None) -> ProgramIdentity:
         compiled=compiled,
         program_hash=facts.program_hash(compiled),
         child_program_hash=facts.pedersen_program_hash_chain(compiled),
-    )
-
-
-def _governance(state: RouterState) -> GovernanceParams:
-    g = state.governance
-    return GovernanceParams(
-        rebalance_interval_s=g.rebalance_interval_s,
-        drift_threshold_bps=g.drift_threshold_bps,
-        max_single_bps=g.max_single_bps,
-        min_diversification=g.min_diversification,
-        min_security_bits=g.min_security_bits,
-        fact_registry=g.fact_registry,
-        program_hash=g.program_hash,
-        child_program_hash=g.child_program_hash,
-        risk_engine=g.risk_engine,
     )
 
 
@@ -186,7 +170,7 @@ class Keeper:
         await self._rebuild_proving(state.governance.min_security_bits)
         self._apply_governance(state)
 
-        self.governance.record_initial("router", _governance(state).as_dict(), state.block_number)
+        self.governance.record_initial("router", state.governance.as_dict(), state.block_number)
         self.governance.record_initial(
             "risk_engine", model_params_values(inputs.params), state.block_number
         )
@@ -230,7 +214,7 @@ class Keeper:
 
     # ------------------------------------------------------------------ governance
     def _apply_governance(self, state: RouterState) -> None:
-        gov = _governance(state)
+        gov = state.governance
         ours, child, policy = (
             self.program.program_hash,
             self.program.child_program_hash,
@@ -313,7 +297,7 @@ class Keeper:
             epoch=state.epoch,
             allocation=state.allocation,
             last_execution_ts=state.last_execution_timestamp,
-            governance=_governance(state),
+            governance=state.governance,
         )
         decision = decide(
             snapshot,

@@ -24,7 +24,7 @@ from typing import Any, get_args
 
 import structlog
 
-from keeper.errors import ConfigError, UsageError
+from keeper.errors import ConfigError
 from prover.atlantic import AtlanticClient
 from prover.errors import InputError
 from prover.policy import ProofAttempt, ProofOutcome, ProofRequest, ProvingPolicy
@@ -218,19 +218,32 @@ def outcome_json(outcome: ProofOutcome) -> dict[str, Any]:
     }
 
 
+def _settings(args: argparse.Namespace) -> ProverSettings:
+    """With a keeper config (--config or KEEPER_CONFIG): its [prover] section and secrets,
+    exactly as the daemon would prove (security bits: the config cannot know the router's
+    minimum, so the proof is made for 96 unless KEEPER_PROVER__REQUIRED_SECURITY_BITS says
+    otherwise). Without one: the KEEPER_PROVER__* variables, so prover/ works on its own."""
+    from keeper.config import config_path_from, load_config
+    from keeper.provers import prover_settings
+
+    path = config_path_from(args.config, os.environ)
+    if path is None:
+        return prover_settings_from_env(os.environ)
+    cfg = load_config(path, os.environ)
+    bits = prover_settings_from_env(
+        {k: v for k, v in os.environ.items() if k == ENV_PREFIX + "REQUIRED_SECURITY_BITS"}
+    ).required_security_bits
+    return prover_settings(cfg, required_security_bits=bits)
+
+
 def _handle(args: argparse.Namespace) -> int:
-    if args.config is not None:
-        raise UsageError(
-            "prove does not read --config yet: set KEEPER_PROVER__* variables and "
-            f"{API_KEY_FILE_ENV} instead"
-        )
     if not structlog.is_configured():
         # Keep stdout for the result: through stdlib logging, warnings reach stderr.
         structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
     trace_dir: Path = args.trace_dir
     if not trace_dir.is_dir():
         raise InputError(f"trace directory not found: {trace_dir}")
-    settings = prover_settings_from_env(os.environ)
+    settings = _settings(args)
     request = ProofRequest(trace_dir=trace_dir, idempotency_key=_idempotency_key(trace_dir))
     outcome, _ = asyncio.run(_prove(settings, request, _MODES[args.prover]))
     result = outcome_json(outcome)

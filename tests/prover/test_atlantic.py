@@ -26,11 +26,12 @@ from prover.atlantic import (
 )
 from prover.errors import InputError
 from prover.settings import ProverSettings
+from tests.reference import STONE_SAMPLES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 from atlantic_server import FakeAtlantic, atlantic_fact
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 PROGRAM: dict[str, Any] = json.loads((SAMPLES / "weights_compiled.json").read_text())
 PROGRAM_INPUT: dict[str, Any] = json.loads((SAMPLES / "input.json").read_text())

@@ -32,11 +32,12 @@ from prover.program import (
     compiled_program,
 )
 from prover.trace import execute
+from tests.reference import STONE_SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVNET = ROOT / "config" / "devnet_inputs.json"
 VECTORS = ROOT / "tests" / "vectors" / "allocation_vectors.json"
-SAMPLE_COMPILED = Path("/work/shared/reference/stone-samples/weights_compiled.json")
+SAMPLE_COMPILED = STONE_SAMPLES / "weights_compiled.json"
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

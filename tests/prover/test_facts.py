@@ -15,8 +15,9 @@ from poseidon_py.poseidon_hash import poseidon_hash, poseidon_hash_many
 from keeper.cli import main
 from prover import facts
 from prover.errors import InputError
+from tests.reference import STONE_SAMPLES
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 P = facts.FIELD_PRIME
 
 # stone-samples/README.md: weights.cairo run on input.json (output [3, 5000, 3000, 2000, 5000]).

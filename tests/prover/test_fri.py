@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from keeper.cli import main
 from prover import fri
 from prover.errors import FriParameterError
 from prover.fri import FriParameters
+from tests.reference import STONE_SAMPLES
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 
 
 def _stark(name: str) -> dict[str, Any]:

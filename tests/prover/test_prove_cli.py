@@ -15,12 +15,13 @@ from keeper.cli import main
 from keeper.commands.prove_cmd import prover_settings_from_env
 from keeper.errors import ConfigError
 from prover.facts import direct_fact, program_hash
+from tests.reference import STONE_SAMPLES
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 sys.path.insert(0, str(FAKES))
 from atlantic_server import FakeAtlantic, atlantic_fact  # noqa: E402
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 PROGRAM = json.loads((SAMPLES / "weights_compiled.json").read_text())
 
@@ -39,13 +40,18 @@ def trace_dir(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     structlog.reset_defaults()  # as in a fresh process: the command routes logs off stdout
-    for name in ("FAKE_STONE_MODE", "FAKE_STONE_GENERATION", "CREDENTIALS_DIRECTORY",
-                 "KEEPER_ATLANTIC_API_KEY_FILE"):
+    for name in (
+        "FAKE_STONE_MODE",
+        "FAKE_STONE_GENERATION",
+        "CREDENTIALS_DIRECTORY",
+        "KEEPER_ATLANTIC_API_KEY_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no real Stone sneaks in
     monkeypatch.setenv("KEEPER_PROVER__STONE_PROVER_PATH", str(FAKES / "stone" / "cpu_air_prover"))
-    monkeypatch.setenv("KEEPER_PROVER__STONE_VERIFIER_PATH",
-                       str(FAKES / "stone" / "cpu_air_verifier"))
+    monkeypatch.setenv(
+        "KEEPER_PROVER__STONE_VERIFIER_PATH", str(FAKES / "stone" / "cpu_air_verifier")
+    )
     return monkeypatch
 
 
@@ -118,7 +124,9 @@ def test_dev_prints_the_fact_without_a_proof(
 
 
 def test_atlantic_rerun_reuses_the_query(
-    trace_dir: Path, tmp_path: Path, env: pytest.MonkeyPatch,
+    trace_dir: Path,
+    tmp_path: Path,
+    env: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with FakeAtlantic(outputs=OUTPUTS).running() as server:
@@ -139,7 +147,9 @@ def test_atlantic_rerun_reuses_the_query(
 
 
 def test_auto_falls_back_from_a_crashing_stone_to_atlantic(
-    trace_dir: Path, tmp_path: Path, env: pytest.MonkeyPatch,
+    trace_dir: Path,
+    tmp_path: Path,
+    env: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env.setenv("FAKE_STONE_MODE", "crash")
@@ -153,7 +163,8 @@ def test_auto_falls_back_from_a_crashing_stone_to_atlantic(
     result = json.loads(capsys.readouterr().out)
     assert result["prover"] == "atlantic"
     assert [(a["prover"], a["reason"]) for a in result["attempts"]] == [
-        ("stone", "prover_abort"), ("atlantic", None)
+        ("stone", "prover_abort"),
+        ("atlantic", None),
     ]
     assert result["cost"]["basis"] == "no configured price for Atlantic job size S"
 
@@ -161,8 +172,28 @@ def test_auto_falls_back_from_a_crashing_stone_to_atlantic(
 def test_bad_invocations_exit_2(trace_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", str(trace_dir / "missing"), "--prover", "stone"]) == 2
     assert "trace directory not found" in capsys.readouterr().err
-    assert main(["prove", str(trace_dir), "--config", "keeper.toml"]) == 2
-    assert "--config" in capsys.readouterr().err
+    assert main(["prove", str(trace_dir), "--config", "missing.toml"]) == 78
+    assert "cannot read config file missing.toml" in capsys.readouterr().err
+
+
+def test_prove_with_the_keepers_config(
+    trace_dir: Path, tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH"):
+        env.delenv(name)
+    example = (Path(__file__).resolve().parents[2] / "config" / "keeper.example.toml").read_text()
+    config = tmp_path / "keeper.toml"
+    config.write_text(
+        example.replace("/opt/stone/bin/cpu_air_prover", str(FAKES / "stone" / "cpu_air_prover"))
+        .replace("/opt/stone/bin/cpu_air_verifier", str(FAKES / "stone" / "cpu_air_verifier"))
+        .replace('parameter_set = "stone6"', 'parameter_set = "keccak"')
+    )
+    assert (
+        main(["prove", str(trace_dir), "--config", str(config), "--prover", "stone", "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert (result["prover"], result["parameter_set"]) == ("stone", "keccak")
+    assert result["security_bits"] >= 96
 
 
 def test_unconfigured_stone_is_one_line(
@@ -185,14 +216,16 @@ def test_settings_from_env(tmp_path: Path) -> None:
     bindir.mkdir()
     for name in ("cpu_air_prover", "cpu_air_verifier"):
         (bindir / name).write_text("")
-    settings = prover_settings_from_env({
-        "CREDENTIALS_DIRECTORY": str(tmp_path),
-        "KEEPER_PROVER__STONE_PROVER_PATH": str(bindir / "cpu_air_prover"),
-        "KEEPER_PROVER__ATLANTIC_NETWORK": "MAINNET",
-        "KEEPER_PROVER__TIMEOUT_S": "60",
-        "KEEPER_PROVER__REQUIRED_SECURITY_BITS": "100",
-        "KEEPER_PROVER__ATLANTIC_PRICE_BY_JOB_SIZE": "S=0.25, M=1.5",
-    })
+    settings = prover_settings_from_env(
+        {
+            "CREDENTIALS_DIRECTORY": str(tmp_path),
+            "KEEPER_PROVER__STONE_PROVER_PATH": str(bindir / "cpu_air_prover"),
+            "KEEPER_PROVER__ATLANTIC_NETWORK": "MAINNET",
+            "KEEPER_PROVER__TIMEOUT_S": "60",
+            "KEEPER_PROVER__REQUIRED_SECURITY_BITS": "100",
+            "KEEPER_PROVER__ATLANTIC_PRICE_BY_JOB_SIZE": "S=0.25, M=1.5",
+        }
+    )
     assert settings.atlantic_api_key == "s3cret"
     assert "s3cret" not in repr(settings)
     assert settings.stone_verifier_path == bindir / "cpu_air_verifier"  # next to the prover
@@ -205,12 +238,14 @@ def test_settings_from_env(tmp_path: Path) -> None:
 
 def test_settings_from_env_lists_every_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        prover_settings_from_env({
-            "KEEPER_PROVER__POLICY": "cheapest",
-            "KEEPER_PROVER__TIMEOUT_S": "soon",
-            "KEEPER_PROVER__ATLANTIC_API_KEY": "plain",
-            "KEEPER_ATLANTIC_API_KEY_FILE": str(tmp_path / "absent"),
-        })
+        prover_settings_from_env(
+            {
+                "KEEPER_PROVER__POLICY": "cheapest",
+                "KEEPER_PROVER__TIMEOUT_S": "soon",
+                "KEEPER_PROVER__ATLANTIC_API_KEY": "plain",
+                "KEEPER_ATLANTIC_API_KEY_FILE": str(tmp_path / "absent"),
+            }
+        )
     problems = info.value.problems
     assert len(problems) == 4
     assert "plain" not in str(info.value).replace("KEEPER_PROVER__ATLANTIC_API_KEY is", "")

@@ -33,12 +33,13 @@ from prover.policy import (
 )
 from prover.settings import ProverSettings
 from prover.stone import StoneResult, StoneRunner, StoneTimeoutError
+from tests.reference import STONE_SAMPLES
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 sys.path.insert(0, str(FAKES))
 from atlantic_server import FakeAtlantic, atlantic_fact  # noqa: E402
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 SETTINGS = ProverSettings(
     atlantic_api_key="k",

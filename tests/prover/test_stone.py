@@ -35,8 +35,9 @@ from prover.stone import (
     public_outputs,
     stone_parameter_file,
 )
+from tests.reference import STONE_SAMPLES
 
-SAMPLES = Path("/work/shared/reference/stone-samples")
+SAMPLES = STONE_SAMPLES
 FAKE_STONE = Path(__file__).resolve().parents[1] / "fakes" / "stone"
 SAMPLE_OUTPUTS = (3, 5000, 3000, 2000, 5000)
 # Integrity's calculate_fact_hash (sponge Poseidon) over the sample; computed here with
