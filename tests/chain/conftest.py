@@ -4,9 +4,7 @@ registrar) for every test that needs one."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.devnet import Devnet, start_devnet  # noqa: E402
+from tests.devnet import Devnet  # noqa: E402
 
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
 # Stand-ins for the allocation program's hashes: the router only compares hashes.
@@ -35,26 +33,6 @@ CHILD_PROGRAM_HASH = 0x0DE7_0000_0000_0000_0000_0000_0000_0002
 # devnet --seed 0 --accounts 3, roles from config/deploy.devnet.toml.
 OWNER, KEEPER, OUTSIDER = 0, 1, 2
 POLL_S = 0.05
-
-
-@pytest.fixture(scope="session")
-def contract_artifacts() -> dict[str, devnet_deploy.ContractArtifact]:
-    """Build with the pinned compilers (a no-op when up to date), then load."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
-    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target")
-
-
-@pytest.fixture(scope="session")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with start_devnet(tmp_path_factory.mktemp("devnet")) as node:
-        yield node
 
 
 @dataclass

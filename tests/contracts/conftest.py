@@ -8,8 +8,6 @@ DevFactRegistry registrar, 2 = an outsider with no role.
 from __future__ import annotations
 
 import secrets
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from starknet_py.serialization.factory import serializer_for_function_v1
 
 from keeper import devnet_deploy
 from prover import facts, model
-from tests.devnet import Devnet, start_devnet
+from tests.devnet import Devnet
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
@@ -36,26 +34,6 @@ VERIFIER_CONFIG = ("small", "keccak_160_lsb", "stone6", "strict")
 TX_POLL_S = 0.05
 
 pytestmark = pytest.mark.devnet
-
-
-@pytest.fixture(scope="session")
-def contract_artifacts() -> dict[str, devnet_deploy.ContractArtifact]:
-    """Build with the pinned compilers (skipped when up to date), then load."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
-    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target")
-
-
-@pytest.fixture(scope="session")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with start_devnet(tmp_path_factory.mktemp("devnet")) as node:
-        yield node
 
 
 def short_string(text: str) -> int:
@@ -78,9 +56,7 @@ class AbiCodec:
         functions = dict(parsed.functions)
         for interface in parsed.interfaces.values():
             functions.update(interface.items)
-        self._serializers = {
-            name: serializer_for_function_v1(fn) for name, fn in functions.items()
-        }
+        self._serializers = {name: serializer_for_function_v1(fn) for name, fn in functions.items()}
 
     def calldata(self, function: str, *args: Any) -> list[int]:
         return list(self._serializers[function].serialize(*args))

@@ -15,9 +15,7 @@ from tests.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
-devnet = _contracts.devnet
-contract_artifacts = _contracts.contract_artifacts
-codecs = _contracts.codecs
+codecs = _contracts.codecs  # the contract tests' session ABI codecs
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,17 @@ class KeeperProcess:
             self.process.wait(timeout=30)
 
 
+FAKE_STONE = ROOT / "tests" / "fakes" / "stone"
+
+
+def stone_stand_in_env() -> dict[str, str]:
+    """Point the keeper's Stone at the stand-in pair (tests/fakes/stone)."""
+    return {
+        "KEEPER_PROVER__STONE_PROVER_PATH": str(FAKE_STONE / "cpu_air_prover"),
+        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(FAKE_STONE / "cpu_air_verifier"),
+    }
+
+
 @dataclass
 class KeeperSetup:
     """One keeper's config, secrets and store against one deployment."""

@@ -16,10 +16,10 @@ import pytest
 from prover import model
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
-    ROOT,
     KeeperSetup,
     epoch,
     executed_events,
+    stone_stand_in_env,
     wait_for_epoch,
     wait_for_jobs,
     wait_until,
@@ -94,15 +94,11 @@ async def test_request_to_executed_allocation_with_ledger(
 
 
 async def test_stone_stand_in_proves_then_executes(deployed: Deployed, keeper_dir: Path) -> None:
-    fakes = ROOT / "tests" / "fakes" / "stone"
     setup = KeeperSetup(
         deployed,
         keeper_dir,
         policy="stone_only",
-        extra_env={
-            "KEEPER_PROVER__STONE_PROVER_PATH": str(fakes / "cpu_air_prover"),
-            "KEEPER_PROVER__STONE_VERIFIER_PATH": str(fakes / "cpu_air_verifier"),
-        },
+        extra_env=stone_stand_in_env(),
     )
     keeper = setup.start()
     try:

@@ -16,6 +16,7 @@ from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     ROOT,
     KeeperSetup,
+    stone_stand_in_env,
     wait_for_epoch,
     wait_for_jobs,
     wait_until,
@@ -23,7 +24,6 @@ from tests.e2e.harness import (
 from tests.ops.notify_listener import notify_listener
 
 pytestmark = pytest.mark.devnet
-FAKE_STONE = ROOT / "tests" / "fakes" / "stone"
 
 
 def _state(pid: int) -> str | None:
@@ -78,10 +78,7 @@ async def test_sigterm_during_proving_exits_0_and_the_next_start_resumes(
         deployed,
         keeper_dir,
         policy="stone_only",
-        extra_env={
-            "KEEPER_PROVER__STONE_PROVER_PATH": str(FAKE_STONE / "cpu_air_prover"),
-            "KEEPER_PROVER__STONE_VERIFIER_PATH": str(FAKE_STONE / "cpu_air_verifier"),
-        },
+        extra_env=stone_stand_in_env(),
     )
     hanging = setup.start(FAKE_STONE_MODE="hang", FAKE_STONE_CHILD_PIDFILE=str(pidfile))
 

@@ -83,7 +83,10 @@ def settings_for(server: FakeAtlantic, **overrides: Any) -> ProverSettings:
 
 
 async def prove(
-    server: FakeAtlantic, clock: FakeClock, out_dir: Path, dedup: str = "router-1:epoch-7",
+    server: FakeAtlantic,
+    clock: FakeClock,
+    out_dir: Path,
+    dedup: str = "router-1:epoch-7",
     **overrides: Any,
 ) -> Any:
     async with AtlanticClient(
@@ -123,8 +126,7 @@ async def test_happy_path(server: FakeAtlantic, clock: FakeClock, tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    "fault", ["429", "502", "503", "504", "500html", "html200", "drop", "slow",
-              "drop_after_accept"]
+    "fault", ["429", "502", "503", "504", "500html", "html200", "drop", "slow", "drop_after_accept"]
 )
 async def test_transient_submit_faults_never_duplicate_the_query(
     server: FakeAtlantic, clock: FakeClock, tmp_path: Path, fault: str
@@ -196,8 +198,9 @@ async def test_transient_failures_stop_after_the_time_budget(
     server.retry_after = "50"
     server.script("submit", *["429"] * 20)
     with pytest.raises(AtlanticUnavailableError):
-        await prove(server, clock, tmp_path, atlantic_retry_budget_s=120.0,
-                    atlantic_retry_attempts=50)
+        await prove(
+            server, clock, tmp_path, atlantic_retry_budget_s=120.0, atlantic_retry_attempts=50
+        )
     assert server.count("submit") == 4  # at t=0, 50, 100, 120 (the rest of the budget)
     assert sum(clock.sleeps) <= 120.0
 
@@ -211,7 +214,10 @@ async def test_transient_failures_stop_after_the_time_budget(
     ],
 )
 async def test_final_errors_are_not_retried(
-    server: FakeAtlantic, clock: FakeClock, tmp_path: Path, fault: str,
+    server: FakeAtlantic,
+    clock: FakeClock,
+    tmp_path: Path,
+    fault: str,
     error: type[AtlanticError],
 ) -> None:
     server.script("submit", fault)

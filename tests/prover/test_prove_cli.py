@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -24,17 +23,6 @@ from atlantic_server import FakeAtlantic, atlantic_fact  # noqa: E402
 SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 PROGRAM = json.loads((SAMPLES / "weights_compiled.json").read_text())
-
-
-@pytest.fixture
-def trace_dir(tmp_path: Path) -> Path:
-    trace = tmp_path / "trace"
-    trace.mkdir()
-    for name in ("trace.bin", "memory.bin", "public_input.json", "private_input.json"):
-        shutil.copyfile(SAMPLES / name, trace / name)
-    shutil.copyfile(SAMPLES / "weights_compiled.json", trace / "program.json")
-    shutil.copyfile(SAMPLES / "input.json", trace / "program_input.json")
-    return trace
 
 
 @pytest.fixture(autouse=True)

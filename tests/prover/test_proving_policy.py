@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -69,9 +68,16 @@ class FakeStone:
         if self.error is not None:
             raise self.error
         return StoneResult(
-            proof_path=trace_dir / "proof.json", proof_bytes=1000, wall_seconds=2.0,
-            cpu_seconds=3.5, peak_rss_mb=100.0, security_bits=96, fact_hash=0x5705E,
-            outputs=OUTPUTS, parameter_set="stone6", stone_generation="stone5_or_stone6",
+            proof_path=trace_dir / "proof.json",
+            proof_bytes=1000,
+            wall_seconds=2.0,
+            cpu_seconds=3.5,
+            peak_rss_mb=100.0,
+            security_bits=96,
+            fact_hash=0x5705E,
+            outputs=OUTPUTS,
+            parameter_set="stone6",
+            stone_generation="stone5_or_stone6",
             fri=FriParameters((0, 4, 4, 2), 64, 38, 20, 2),
         )
 
@@ -83,17 +89,28 @@ class FakeAtlanticProver:
         self.job_size = job_size
 
     async def prove(
-        self, *, program: Mapping[str, Any], program_input: Mapping[str, Any],
-        outputs: Sequence[int], dedup_id: str, out_dir: Path,
+        self,
+        *,
+        program: Mapping[str, Any],
+        program_input: Mapping[str, Any],
+        outputs: Sequence[int],
+        dedup_id: str,
+        out_dir: Path,
     ) -> AtlanticResult:
         self.calls.append(dedup_id)
         assert tuple(outputs) == OUTPUTS
         if self.errors:
             raise self.errors.pop(0)
         return AtlanticResult(
-            query_id="q1", resumed=False, proof_path=out_dir / "atlantic_proof.json",
-            proof_bytes=2000, fact_hash=0xA71, reported_fact_hash=0xA71, job_size=self.job_size,
-            layout="small", wall_seconds=60.0,
+            query_id="q1",
+            resumed=False,
+            proof_path=out_dir / "atlantic_proof.json",
+            proof_bytes=2000,
+            fact_hash=0xA71,
+            reported_fact_hash=0xA71,
+            job_size=self.job_size,
+            layout="small",
+            wall_seconds=60.0,
         )
 
 
@@ -105,25 +122,22 @@ class DevRegistry:
         self.facts.append(fact_hash)
 
 
-@pytest.fixture
-def trace_dir(tmp_path: Path) -> Path:
-    trace = tmp_path / "trace"
-    trace.mkdir()
-    for name in ("trace.bin", "memory.bin", "public_input.json", "private_input.json"):
-        shutil.copyfile(SAMPLES / name, trace / name)
-    shutil.copyfile(SAMPLES / "weights_compiled.json", trace / "program.json")
-    shutil.copyfile(SAMPLES / "input.json", trace / "program_input.json")
-    return trace
-
-
 def make_policy(
-    stone: Any, atlantic: Any, *, clock: Clock | None = None, dev: Any = None,
+    stone: Any,
+    atlantic: Any,
+    *,
+    clock: Clock | None = None,
+    dev: Any = None,
     settings: ProverSettings = SETTINGS,
 ) -> tuple[ProvingPolicy, list[ProofAttempt]]:
     attempts: list[ProofAttempt] = []
     policy = ProvingPolicy(
-        settings, stone=stone, atlantic=atlantic, on_attempt=attempts.append,
-        clock=clock or Clock(), dev=dev,
+        settings,
+        stone=stone,
+        atlantic=atlantic,
+        on_attempt=attempts.append,
+        clock=clock or Clock(),
+        dev=dev,
     )
     return policy, attempts
 
@@ -330,4 +344,3 @@ async def test_real_runner_timeout_falls_back_to_local_atlantic(
     ]
     assert server.created == 1
     assert outcome.cost.price == Decimal("0.25")
-

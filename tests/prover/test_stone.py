@@ -212,8 +212,12 @@ def test_real_fri_abort_text_is_classified() -> None:
 @given(noise=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
 def test_classification_of_aborts(noise: str) -> None:
     fri_line = "Fri parameters do not match stark degree bound. Expected FRI degree: 2. STARK: 1"
-    clean = noise.replace("Fri parameters", "").replace("InvokeGeneric", "").replace(
-        "bad_alloc", "").replace("Cannot allocate", "")
+    clean = (
+        noise.replace("Fri parameters", "")
+        .replace("InvokeGeneric", "")
+        .replace("bad_alloc", "")
+        .replace("Cannot allocate", "")
+    )
     kw = {"memory_limited": True, "binary": "p"}
     assert classify_prover_failure(-6, clean + fri_line, **kw).code == "fri_mismatch"
     assert classify_prover_failure(-6, clean, **kw).code == "prover_abort"
@@ -405,9 +409,11 @@ def _real_stone() -> tuple[Path, Path] | None:
     prover = os.environ.get("KEEPER_PROVER__STONE_PROVER_PATH") or shutil.which("cpu_air_prover")
     if not prover:
         return None
-    verifier = os.environ.get("KEEPER_PROVER__STONE_VERIFIER_PATH") or shutil.which(
-        "cpu_air_verifier"
-    ) or str(Path(prover).parent / "cpu_air_verifier")
+    verifier = (
+        os.environ.get("KEEPER_PROVER__STONE_VERIFIER_PATH")
+        or shutil.which("cpu_air_verifier")
+        or str(Path(prover).parent / "cpu_air_verifier")
+    )
     return Path(prover), Path(verifier)
 
 
@@ -415,8 +421,10 @@ def _real_stone() -> tuple[Path, Path] | None:
 async def test_real_stone_proves_and_verifies(trace_dir: Path) -> None:
     binaries = _real_stone()
     if binaries is None:
-        pytest.skip("real Stone not configured: put cpu_air_prover on PATH or set "
-                    "KEEPER_PROVER__STONE_PROVER_PATH")
+        pytest.skip(
+            "real Stone not configured: put cpu_air_prover on PATH or set "
+            "KEEPER_PROVER__STONE_PROVER_PATH"
+        )
     prover, verifier = binaries
     settings = ProverSettings(
         stone_prover_path=prover, stone_verifier_path=verifier, timeout_s=600.0
@@ -426,10 +434,14 @@ async def test_real_stone_proves_and_verifies(trace_dir: Path) -> None:
         result = await runner.prove(trace_dir)
     except StoneParameterSetUnsupportedError:
         assert runner.generation == "cmake"
-        runner = StoneRunner(ProverSettings(
-            stone_prover_path=prover, stone_verifier_path=verifier, timeout_s=600.0,
-            parameter_set="keccak",
-        ))
+        runner = StoneRunner(
+            ProverSettings(
+                stone_prover_path=prover,
+                stone_verifier_path=verifier,
+                timeout_s=600.0,
+                parameter_set="keccak",
+            )
+        )
         result = await runner.prove(trace_dir)
     assert result.fact_hash == _sample_fact()
     assert result.security_bits >= 96

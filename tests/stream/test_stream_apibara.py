@@ -144,10 +144,14 @@ async def test_invalidate_rolls_back_events_and_triggered_jobs(
                 event_log.mark_processed(stored.id)
         await Harness(event_log, server.url).run_until(2)
     assert [r["state"] for r in store.query("SELECT state FROM triggered")] == [
-        "created", "rolled_back", "rolled_back"]
+        "created",
+        "rolled_back",
+        "rolled_back",
+    ]
     assert epochs(event_log) == [11, 12]  # the new fork's, unprocessed
-    hashes = [r["block_hash"] for r in store.query(
-        "SELECT block_hash FROM stream_events ORDER BY id")]
+    hashes = [
+        r["block_hash"] for r in store.query("SELECT block_hash FROM stream_events ORDER BY id")
+    ]
     assert hashes == [hex(block_hash(n, f)) for n, f in ((10, 0), (11, 1), (12, 1))]
     assert event_log.cursor() == Cursor(12, block_hash(12, 1))
 
@@ -210,8 +214,11 @@ async def test_batch_with_malformed_event_quarantines_it_and_goes_on(
         await Harness(event_log, server.url).run_until(2)
     assert epochs(event_log) == [5, 6]
     [row] = store.query("SELECT tx_hash, event_index, reason FROM stream_quarantine")
-    assert row == {"tx_hash": "0x99", "event_index": 1,
-                   "reason": "KeeperUpdated data: enabled=0x7 is not a bool (0 or 1)"}
+    assert row == {
+        "tx_hash": "0x99",
+        "event_index": 1,
+        "reason": "KeeperUpdated data: enabled=0x7 is not a bool (0 or 1)",
+    }
 
 
 async def test_undecodable_block_stops_the_stream_without_moving_the_cursor(

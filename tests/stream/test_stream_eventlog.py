@@ -36,15 +36,20 @@ def epochs(log: EventLog) -> list[int]:
 
 def test_ingest_stores_events_in_chain_order_with_the_cursor(event_log: EventLog) -> None:
     result = event_log.ingest(
-        [block(3, rebalance(3, 0, 0, epoch=1), rebalance(3, 1, 0, epoch=2)),
-         block(5, rebalance(5, 0, 0, epoch=3))],
+        [
+            block(3, rebalance(3, 0, 0, epoch=1), rebalance(3, 1, 0, epoch=2)),
+            block(5, rebalance(5, 0, 0, epoch=3)),
+        ],
         Cursor(6, block_hash(6)),
     )
     assert (result.stored, result.quarantined, result.skipped) == (3, 0, 0)
     assert epochs(event_log) == [1, 2, 3]
     assert event_log.cursor() == Cursor(6, block_hash(6))
-    assert event_log.stored_block_hashes(10) == [(6, block_hash(6)), (5, block_hash(5)),
-                                                 (3, block_hash(3))]
+    assert event_log.stored_block_hashes(10) == [
+        (6, block_hash(6)),
+        (5, block_hash(5)),
+        (3, block_hash(3)),
+    ]
 
 
 def test_replayed_blocks_are_skipped_not_duplicated(event_log: EventLog) -> None:
@@ -80,8 +85,14 @@ def test_source_problem_event_is_quarantined_with_its_raw_text(
 ) -> None:
     from keeper.stream.eventlog import RawEvent
 
-    broken = RawEvent(meta(2, 0, 0), (), (), problem="keys[0]='zz' is not hex",
-                      raw_keys=("zz",), raw_data=("0x1",))
+    broken = RawEvent(
+        meta(2, 0, 0),
+        (),
+        (),
+        problem="keys[0]='zz' is not hex",
+        raw_keys=("zz",),
+        raw_data=("0x1",),
+    )
     event_log.ingest([block(2, broken)], Cursor(2))
     [row] = store.query("SELECT keys, data, reason FROM stream_quarantine")
     assert row == {"keys": '["zz"]', "data": '["0x1"]', "reason": "keys[0]='zz' is not hex"}
@@ -119,8 +130,11 @@ def test_rollback_removes_later_events_and_runs_hooks_in_the_same_transaction(
     event_log.register_rollback_hook(_jobs_hook(calls))  # type: ignore[arg-type]
     bad = raw(meta(12, 9, 0), [SELECTORS["RebalanceRequested"]], [])
     event_log.ingest(
-        [block(10, rebalance(10, epoch=1)), block(11, rebalance(11, epoch=2)),
-         block(12, rebalance(12, epoch=3), bad)],
+        [
+            block(10, rebalance(10, epoch=1)),
+            block(11, rebalance(11, epoch=2)),
+            block(12, rebalance(12, epoch=3), bad),
+        ],
         Cursor(12, block_hash(12)),
     )
     for stored in event_log.next_unprocessed():
@@ -223,8 +237,10 @@ def test_each_event_takes_effect_exactly_once_across_crashes(
 def test_only_the_newest_block_hashes_are_kept(event_log: EventLog) -> None:
     from keeper.stream.eventlog import KEPT_BLOCK_HASHES
 
-    event_log.ingest([block(n) for n in range(KEPT_BLOCK_HASHES + 50)],
-                     Cursor(KEPT_BLOCK_HASHES + 60, block_hash(KEPT_BLOCK_HASHES + 60)))
+    event_log.ingest(
+        [block(n) for n in range(KEPT_BLOCK_HASHES + 50)],
+        Cursor(KEPT_BLOCK_HASHES + 60, block_hash(KEPT_BLOCK_HASHES + 60)),
+    )
     kept = event_log.stored_block_hashes(10 * KEPT_BLOCK_HASHES)
     assert len(kept) == KEPT_BLOCK_HASHES
     assert kept[0] == (KEPT_BLOCK_HASHES + 60, block_hash(KEPT_BLOCK_HASHES + 60))

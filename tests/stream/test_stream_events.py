@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +143,8 @@ _FELT_WIDTH = {
 
 
 @pytest.fixture(scope="module")
-def abis() -> dict[ContractKind, list[dict[str, Any]]]:
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+def abis(contract_artifacts: object) -> dict[ContractKind, list[dict[str, Any]]]:
+    # contract_artifacts runs the build, which rewrites keeper/abi/ when sources changed.
     return {
         kind: json.loads((ROOT / "keeper" / "abi" / f"{name}.json").read_text())
         for kind, name in _ABI_FILES.items()

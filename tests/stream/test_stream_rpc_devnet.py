@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,31 +25,12 @@ from keeper.stream.events import (
     RebalanceRequested,
 )
 from keeper.stream.rpc_source import PollResult, RpcSource
-from tests.devnet import Devnet, start_devnet
+from tests.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> dict[str, devnet_deploy.ContractArtifact]:
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
-    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target")
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    with start_devnet(tmp_path_factory.mktemp("devnet")) as node:
-        yield node
 
 
 @dataclass
@@ -99,13 +79,15 @@ class Chain:
 
 
 @pytest.fixture
-async def chain(devnet: Devnet, artifacts: dict[str, devnet_deploy.ContractArtifact]) -> Chain:
+async def chain(
+    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+) -> Chain:
     params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
     program_hash, child_hash = devnet_deploy.default_program_hashes()
     deployment, _ = await devnet_deploy.deploy_devnet(
         devnet.url,
         params,
-        artifacts,
+        contract_artifacts,
         None,
         program_hash=program_hash,
         child_program_hash=child_hash,
@@ -262,8 +244,9 @@ async def test_new_heads_over_websocket_trigger_polls(
     with open_store(tmp_path / "keeper.sqlite3") as store:
         log = EventLog(store, source="rpc", addresses=chain.addresses)
         ws_url = chain.devnet.url.replace("http://", "ws://") + "/ws"
-        src = new_source(log, chain, client, poll_interval_s=600, ws_url=ws_url,
-                         on_progress=on_progress)
+        src = new_source(
+            log, chain, client, poll_interval_s=600, ws_url=ws_url, on_progress=on_progress
+        )
         task = asyncio.create_task(src.run())
         try:
             assert await next_poll(30)

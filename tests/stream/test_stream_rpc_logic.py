@@ -42,16 +42,18 @@ class FakeChain:
         out = []
         for n in range(first, min(last, self.head) + 1):
             for i in range(self.events_per_block.get(n, 0)):
-                out.append({
-                    "from_address": hex(ROUTER),
-                    "keys": [hex(SELECTORS["RebalanceRequested"]), hex(n)],
-                    "data": ["0xab"],
-                    "block_hash": hex(self.hash_of(n)),
-                    "block_number": n,
-                    "transaction_hash": hex(0x7000 + n * 100 + i),
-                    "transaction_index": i,
-                    "event_index": 0,
-                })
+                out.append(
+                    {
+                        "from_address": hex(ROUTER),
+                        "keys": [hex(SELECTORS["RebalanceRequested"]), hex(n)],
+                        "data": ["0xab"],
+                        "block_hash": hex(self.hash_of(n)),
+                        "block_number": n,
+                        "transaction_hash": hex(0x7000 + n * 100 + i),
+                        "transaction_index": i,
+                        "event_index": 0,
+                    }
+                )
         return out
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -67,8 +69,12 @@ class FakeChain:
             n = params["block_id"]["block_number"]
             if n > self.head:
                 return self._error(body, 24, "Block not found")
-            result = {"block_hash": hex(self.hash_of(n)), "block_number": n,
-                      "status": "ACCEPTED_ON_L2", "transactions": []}
+            result = {
+                "block_hash": hex(self.hash_of(n)),
+                "block_number": n,
+                "status": "ACCEPTED_ON_L2",
+                "transactions": [],
+            }
         elif method == "starknet_getEvents":
             flt = params["filter"]
             if flt["chunk_size"] > 1024:
@@ -94,8 +100,14 @@ class FakeChain:
 
 def source(log: EventLog, chain: FakeChain, **kwargs: Any) -> RpcSource:
     client = httpx.AsyncClient(transport=httpx.MockTransport(chain.handle))
-    return RpcSource(log, rpc_url="http://node", addresses=ADDRESSES, client=client,
-                     backoff=Backoff(initial_s=0.001, max_s=0.002), **kwargs)
+    return RpcSource(
+        log,
+        rpc_url="http://node",
+        addresses=ADDRESSES,
+        client=client,
+        backoff=Backoff(initial_s=0.001, max_s=0.002),
+        **kwargs,
+    )
 
 
 def epochs(log: EventLog) -> list[int]:
@@ -113,8 +125,11 @@ async def test_pages_through_continuation_tokens_and_honours_depth(event_log: Ev
     assert (result.head, result.to_block, result.stored) == (20, 18, 13 * 3)
     assert epochs(event_log) == [n for n in range(6, 19) for _ in range(3)]
     assert event_log.cursor() == Cursor(18, chain.hash_of(18))
-    tokens = [c["params"]["filter"].get("continuation_token") for c in chain.calls
-              if c["method"] == "starknet_getEvents"]
+    tokens = [
+        c["params"]["filter"].get("continuation_token")
+        for c in chain.calls
+        if c["method"] == "starknet_getEvents"
+    ]
     assert tokens == [None, *(str(4 * i) for i in range(1, 10))]
     flt = next(c for c in chain.calls if c["method"] == "starknet_getEvents")["params"]["filter"]
     assert sorted(int(a, 16) for a in flt["address"]) == sorted(ADDRESSES)
@@ -189,8 +204,15 @@ async def test_node_errors_are_retried_then_count_as_stalled(event_log: EventLog
         if seen.count("poll") >= 1:
             chain.fail_next = 10**9  # the node goes away for good
 
-    src = source(event_log, chain, on_progress=seen.append, clock=lambda: now[0],
-                 sleep=fake_sleep, stall_deadline_s=30, poll_interval_s=1)
+    src = source(
+        event_log,
+        chain,
+        on_progress=seen.append,
+        clock=lambda: now[0],
+        sleep=fake_sleep,
+        stall_deadline_s=30,
+        poll_interval_s=1,
+    )
     with pytest.raises(StreamStalledError, match="no successful poll"):
         await src.run()
     assert seen[:3] == ["error", "error", "poll"]
@@ -219,8 +241,13 @@ async def test_websocket_new_head_wakes_the_poll_loop(event_log: EventLog) -> No
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        src = source(event_log, chain, poll_interval_s=600, ws_url=f"ws://127.0.0.1:{port}",
-                     on_progress=on_progress)
+        src = source(
+            event_log,
+            chain,
+            poll_interval_s=600,
+            ws_url=f"ws://127.0.0.1:{port}",
+            on_progress=on_progress,
+        )
         task = asyncio.create_task(src.run())
         try:
             await asyncio.wait_for(subscribed.wait(), 10)
@@ -228,8 +255,11 @@ async def test_websocket_new_head_wakes_the_poll_loop(event_log: EventLog) -> No
             assert event_log.cursor() == Cursor(2, chain.hash_of(2))
             polled.clear()
             chain.head, chain.events_per_block = 3, {3: 1}
-            notice = {"jsonrpc": "2.0", "method": "starknet_subscriptionNewHeads",
-                      "params": {"subscription_id": "0x1", "result": {"block_number": 3}}}
+            notice = {
+                "jsonrpc": "2.0",
+                "method": "starknet_subscriptionNewHeads",
+                "params": {"subscription_id": "0x1", "result": {"block_number": 3}},
+            }
             await connections[0].send(json.dumps(notice))
             await asyncio.wait_for(polled.wait(), 10)  # the 600 s interval never fires here
             # The subscription reply itself may have woken one poll first: wait for block 3.

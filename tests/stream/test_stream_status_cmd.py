@@ -60,7 +60,7 @@ risk_engine_address = "{hex(RISK_ENGINE)}"
 account_address = "0x1"
 
 [store]
-path = "{tmp_path / 'keeper.sqlite3'}"
+path = "{tmp_path / "keeper.sqlite3"}"
 """
     )
     return path
