@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ from prover import facts
 from prover.atlantic import AtlanticClient
 from prover.errors import InfeasibleAllocation, ProverError
 from prover.model import compute_allocation
+from prover.policy import ProofAttempt
 from prover.program import compiled_program
 
 _log = get_logger("keeper.daemon")
@@ -112,6 +114,7 @@ class Keeper:
         self._halted: str | None = None
         self._atlantic: AtlanticClient | None = None
         self._proving_bits: int | None = None
+        self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
         self._router = int(cfg.chain.router_address, 16)
         # Set by start():
         self.store: Store
@@ -207,7 +210,7 @@ class Keeper:
             return
         self.worker.proving, self._atlantic = build_proving_policy(
             self.cfg,
-            on_attempt=self.worker.on_proof_attempt,
+            on_attempt=self._on_proof_attempt,
             required_security_bits=min_security_bits,
         )
         self._proving_bits = min_security_bits
@@ -280,6 +283,8 @@ class Keeper:
     async def _decide(self) -> None:
         """Interval and drift triggers, on the chain's state and the chain's clock."""
         inputs, state = await self.chain.allocation_inputs()
+        self._record_lag(state.block_number)
+        self._record_provers()
         self._apply_governance(state)
         if (
             state.governance.min_security_bits != self._proving_bits
@@ -357,6 +362,44 @@ class Keeper:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
 
+    def _on_proof_attempt(self, attempt: ProofAttempt) -> None:
+        if attempt.outcome != "skipped":
+            self._last_attempt[attempt.prover] = attempt.outcome == "ok"
+        self.worker.on_proof_attempt(attempt)
+
+    # ------------------------------------------------------------------ health
+    def stream_progress(self, what: str) -> None:
+        self.health.last_stream_progress_at = time.time()
+
+    def _record_lag(self, head_block: int) -> None:
+        cursor = self.event_log.cursor()
+        if cursor is not None:
+            lag = max(0, head_block - cursor.block_number)
+            self.health.stream_lag_blocks = lag
+            self.metrics.stream_lag(lag)
+
+    def _record_provers(self) -> None:
+        """Which provers could run now (configured, and not failing their last attempt)."""
+        policy = self.cfg.prover.policy
+        available: dict[str, bool] = {}
+        if policy == "dev":
+            available["dev"] = True
+        if policy in ("stone_then_atlantic", "stone_only"):
+            p = self.cfg.prover
+            configured = all(
+                path is not None and path.is_file() and os.access(path, os.X_OK)
+                for path in (p.stone_prover_path, p.stone_verifier_path)
+            )
+            available["stone"] = configured and self._last_attempt.get("stone", True)
+        if policy in ("stone_then_atlantic", "atlantic_only"):
+            breaker = self.worker.proving.breaker if self.worker.proving else None
+            available["atlantic"] = self._atlantic is not None and (
+                breaker is None or breaker.allows()
+            )
+        for name, up in available.items():
+            self.metrics.prover_available(name, up)
+        self.health.provers = available
+
     # ------------------------------------------------------------------ signals
     def request_stop(self, reason: str = "SIGTERM") -> None:
         if not self._stop.is_set():
@@ -421,7 +464,7 @@ async def run_keeper(
     loop.add_signal_handler(signal.SIGINT, keeper.request_stop)
     loop.add_signal_handler(signal.SIGHUP, keeper.reload)
 
-    source = build_source(cfg, keeper.event_log)
+    source = build_source(cfg, keeper.event_log, keeper.stream_progress)
     tasks = {
         asyncio.create_task(source.run(), name="stream"),
         asyncio.create_task(keeper.pipeline(), name="pipeline"),

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from keeper.config import KeeperConfig
 from keeper.store import Store
 from keeper.stream.apibara_source import ApibaraSource
@@ -74,8 +76,11 @@ def open_event_log(
     )
 
 
-def build_source(config: KeeperConfig, log: EventLog) -> RpcSource | ApibaraSource:
-    """The configured source, reading from and writing to ``log``."""
+def build_source(
+    config: KeeperConfig, log: EventLog, on_progress: Callable[[str], None] | None = None
+) -> RpcSource | ApibaraSource:
+    """The configured source, reading from and writing to ``log``; ``on_progress`` is
+    called whenever it hears from the chain (liveness for /healthz)."""
     stream = config.stream
     addresses = contract_addresses(config)
     if stream.source == "apibara":
@@ -87,6 +92,7 @@ def build_source(config: KeeperConfig, log: EventLog) -> RpcSource | ApibaraSour
             batch_size=stream.apibara_batch_size,
             start_block=stream.start_block,
             stall_deadline_s=stream.stall_deadline_s,
+            on_progress=on_progress,
         )
     return RpcSource(
         log,
@@ -97,4 +103,5 @@ def build_source(config: KeeperConfig, log: EventLog) -> RpcSource | ApibaraSour
         poll_interval_s=stream.poll_interval_s,
         confirmation_depth=stream.confirmation_depth,
         stall_deadline_s=stream.stall_deadline_s,
+        on_progress=on_progress,
     )

@@ -75,6 +75,12 @@ class KeeperSetup:
     policy: str = "dev"
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_toml: str = ""
+    health_port: int | None = None  # None: the health server is off
+
+    def health_toml(self) -> str:
+        if self.health_port is None:
+            return "[health]\nenabled = false"
+        return f"[health]\nenabled = true\nport = {self.health_port}"
 
     @property
     def store_path(self) -> Path:
@@ -116,8 +122,7 @@ path = "{self.store_path}"
 level = "info"
 format = "json"
 
-[health]
-enabled = false
+{self.health_toml()}
 {self.extra_toml}
 """
         )

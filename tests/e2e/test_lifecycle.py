@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.contracts.conftest import Deployed
@@ -127,3 +129,35 @@ async def test_sighup_with_a_broken_config_keeps_the_old_one(
         await wait_for_epoch(deployed, 2, keeper)
     finally:
         assert keeper.stop() == 0
+
+
+async def test_health_and_metrics_of_a_running_keeper(deployed: Deployed, keeper_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    setup = KeeperSetup(deployed, keeper_dir, health_port=port)
+    keeper = setup.start()
+    try:
+        await wait_for_epoch(deployed, 1, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def healthy() -> dict[str, object] | None:
+                reply = await http.get("/healthz")
+                body: dict[str, object] = reply.json()
+                return body if reply.status_code == 200 and body["status"] == "ok" else None
+
+            health = await wait_until("/healthz ok", healthy, keeper=keeper)
+            metrics = (await http.get("/metrics")).text
+    finally:
+        assert keeper.stop() == 0
+    assert health["provers"] == {"dev": {"available": True}}
+    assert health["last_successful_job_at"] is not None
+    for series in (
+        'keeper_jobs{state="confirmed"} 1.0',
+        "keeper_events_total",
+        "keeper_fees_total",
+        "keeper_stream_lag_blocks",
+        'keeper_prover_available{prover="dev"} 1.0',
+    ):
+        assert series in metrics
