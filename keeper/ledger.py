@@ -129,7 +129,7 @@ class Totals:
     fees: dict[str, int] = field(default_factory=dict)  # unit -> smallest-unit total
     as_if_atlantic_usd: Decimal = Decimal(0)  # every successful proof priced as Atlantic
     as_if_unpriced: dict[str, int] = field(default_factory=dict)  # job size -> proofs
-    executed: int = 0  # confirmed allocations (per day and in total; 0 per prover)
+    executed: int = 0  # confirmed allocations (per prover: the prover of the job)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -194,14 +194,14 @@ class CostReport:
 
 def build_report(
     rows: Iterable[Mapping[str, Any]],
-    executed_days: Iterable[date],
+    confirmed: Iterable[tuple[date, str | None]],
     *,
     since: date | None,
     atlantic_price_per_job_size: Mapping[str, float],
     job_size_for_n_steps: Callable[[int], str] = atlantic_job_size,
 ) -> CostReport:
-    """Aggregate ``costs`` rows (with ``job_prover`` from their job) and the UTC days on
-    which allocations were confirmed. Pure."""
+    """Aggregate ``costs`` rows (with ``job_prover`` from their job) and the confirmed
+    allocations as (UTC day, prover of the job). Pure."""
     prices = {size: Decimal(str(price)) for size, price in atlantic_price_per_job_size.items()}
     by_prover: dict[str, Totals] = {}
     by_day: dict[date, Totals] = {}
@@ -220,8 +220,9 @@ def build_report(
         ):
             _add(totals, row, as_if)
     executed = 0
-    for day in executed_days:
+    for day, job_prover in confirmed:
         by_day.setdefault(day, Totals()).executed += 1
+        by_prover.setdefault(job_prover or UNATTRIBUTED, Totals()).executed += 1
         executed += 1
     total.executed = executed
     per_allocation = None
@@ -349,14 +350,14 @@ class Ledger:
         # Confirmed when the job moved to 'confirmed' (its updated_at if no transition).
         confirmed = self._store.query(
             "SELECT COALESCE((SELECT MAX(t.at) FROM job_transitions t WHERE t.job_id = j.id "
-            "AND t.to_state = 'confirmed'), j.updated_at) AS confirmed_at "
+            "AND t.to_state = 'confirmed'), j.updated_at) AS confirmed_at, j.prover "
             "FROM jobs j WHERE j.state = 'confirmed'"
         )
-        days = (_utc_day(str(row["confirmed_at"])) for row in confirmed)
-        executed_days = [day for day in days if since is None or day >= since]
+        dated = [(_utc_day(str(row["confirmed_at"])), row["prover"]) for row in confirmed]
+        executed = [(day, prover) for day, prover in dated if since is None or day >= since]
         return build_report(
             rows,
-            executed_days,
+            executed,
             since=since,
             atlantic_price_per_job_size=atlantic_price_per_job_size,
             job_size_for_n_steps=job_size_for_n_steps,

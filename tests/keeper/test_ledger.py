@@ -200,6 +200,8 @@ def test_report_totals_per_day_and_per_allocation(store: Store) -> None:
     assert (day1.rows, day1.executed, day1.fees) == (4, 1, {"FRI": 5 * STRK})
     assert (day2.rows, day2.executed, day2.fees) == (6, 1, {"FRI": 14, "WEI": 7})
     assert report.executed_allocations == 2
+    executed_by_prover = {name: t.executed for name, t in report.by_prover.items()}
+    assert executed_by_prover["stone"] == 1 and executed_by_prover["atlantic"] == 1
     total = report.total
     assert total.fees == {"FRI": 5 * STRK + 14, "WEI": 7}
     assert total.atlantic_usd == Decimal("2.5")
