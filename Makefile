@@ -22,6 +22,9 @@ lint:
 contracts:
 	@scripts/build_contracts.sh
 
+demo:
+	$(PY) -m keeper demo
+
 bench:
 	@for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 

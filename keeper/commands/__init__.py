@@ -7,6 +7,7 @@ from types import ModuleType
 from keeper.commands import (
     config_cmd,
     costs_cmd,
+    demo_cmd,
     devnet_cmd,
     facts_cmd,
     governance_cmd,
@@ -26,4 +27,5 @@ MODULES: list[ModuleType] = [
     prove_cmd,
     facts_cmd,
     devnet_cmd,
+    demo_cmd,
 ]
