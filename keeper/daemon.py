@@ -169,6 +169,7 @@ class Keeper:
             dev_security_bits=cfg.prover.dev_security_bits,
             metrics=self.metrics,
             receipt_timeout_s=cfg.chain.receipt_timeout_s,
+            fact_wait_s=cfg.prover.atlantic_deadline_s,
         )
         await self._rebuild_proving(state.governance.min_security_bits)
         self._apply_governance(state)
@@ -321,20 +322,26 @@ class Keeper:
                     reason=decision.reason,
                 )
 
-    async def _work(self) -> bool:
-        """One step of the oldest open job; True when something moved."""
+    async def _work(self) -> float | None:
+        """One step of the oldest open job. Returns how long to wait before the next
+        step: 0 when the job moved on, a growing backoff after a failed attempt, None
+        when there is nothing to do (the loop then waits for events or the poll)."""
         if self._halted:
-            return False
+            return None
         open_jobs = self.jobs.open_jobs()
         if not open_jobs:
-            return False
+            return None
         job = open_jobs[0]
         after = await self.worker.step(job)
         self.metrics.job_state_counts(self.jobs.counts_by_state())
         if after.state.value == "confirmed":
             self.health.last_successful_job_at = time.time()
             self.metrics.job_succeeded(time.time())
-        return after.state != job.state or after.attempts != job.attempts
+        if after.state != job.state:
+            return 0.0
+        if after.attempts > job.attempts:
+            return retry_delay(after.attempts, self.cfg.stream.poll_interval_s)
+        return None
 
     async def pipeline(self) -> None:
         poll = self.cfg.stream.poll_interval_s
@@ -344,12 +351,14 @@ class Keeper:
             if refresh:
                 await self._decide()
                 refresh = False
-            moved = await self._work()
-            if moved:
+            delay = await self._work()
+            if delay == 0.0:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+                # After a failed attempt, new events do not cut the backoff short.
+                waiter = self._stop.wait() if delay is not None else self._wake.wait()
+                await asyncio.wait_for(waiter, timeout=delay if delay is not None else poll)
             refresh = True  # time passes: the interval trigger must be looked at again
 
     async def watchdog(self) -> None:
@@ -440,6 +449,11 @@ class Keeper:
             )
         _log.info("config.reloaded")
         self.notifier.ready("running (config reloaded)")
+
+
+def retry_delay(attempts: int, poll_interval_s: float, cap_s: float = 60.0) -> float:
+    """Backoff before retrying a failed step: doubles per attempt, capped."""
+    return float(min(cap_s, poll_interval_s * 2 ** max(0, attempts - 1)))
 
 
 def replace_prover(old: KeeperConfig, new: KeeperConfig) -> KeeperConfig:

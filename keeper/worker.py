@@ -31,6 +31,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +100,8 @@ class JobWorker:
         metrics: KeeperMetrics | None = None,
         max_attempts: int = 5,
         receipt_timeout_s: float = 60.0,
+        fact_wait_s: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._jobs = jobs
         self._ledger = ledger
@@ -112,6 +115,8 @@ class JobWorker:
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._receipt_timeout_s = receipt_timeout_s
+        self._fact_wait_s = fact_wait_s
+        self._clock = clock
         self.accepted: AcceptedProvers | None = None  # set by the daemon from governance
         self._proving_job: Job | None = None
 
@@ -315,11 +320,19 @@ class JobWorker:
             faults.crash_point("fact_registered")
             return job
         if job.prover == "atlantic":
-            # Atlantic's PROOF_VERIFICATION_ON_L2 registers the fact in Integrity itself.
-            return self._retry_or_fail(
+            # Atlantic's PROOF_VERIFICATION_ON_L2 registers the fact in Integrity itself,
+            # some time after the proof: wait for it (the job is left untouched, so its
+            # updated_at is when it was proved) up to the Atlantic deadline.
+            waited = (self._clock() - datetime.fromisoformat(job.updated_at)).total_seconds()
+            if waited < self._fact_wait_s:
+                _log.info("job.waiting_for_fact", fact_hash=hex(fact), waited_s=round(waited))
+                return job
+            return self._fail(
                 job,
-                "fact_not_yet_registered",
-                f"waiting for Atlantic's on-chain verification of fact {fact:#x}",
+                "fact_not_registered",
+                f"Atlantic's on-chain verification of fact {fact:#x} did not appear in the "
+                f"registry within {self._fact_wait_s:.0f} s (prover.atlantic_deadline_s); "
+                f"check query {job.atlantic_query_id} in Atlantic",
             )
         return self._fail(
             job,
