@@ -469,8 +469,6 @@ async def run_keeper(
     loop = asyncio.get_running_loop()
     try:
         await keeper.start()
-    except StoreError:
-        raise
     except (KeeperError, ProverError) as exc:
         keeper.notifier.status(f"start-up failed: {exc}")
         raise
