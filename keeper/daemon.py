@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from keeper import faults
-from keeper.chain import ChainClient, RouterState
+from keeper.chain import ChainClient, ChainUnreachableError, RouterState
 from keeper.config import KeeperConfig, load_config
 from keeper.dev_prover import DevProver, DevProverRefusedError
 from keeper.errors import ConfigError, KeeperError, StoreError
@@ -115,6 +115,7 @@ class Keeper:
         self._atlantic: AtlanticClient | None = None
         self._proving_bits: int | None = None
         self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
+        self._node_down_since: float | None = None
         self._router = int(cfg.chain.router_address, 16)
         # Set by start():
         self.store: Store
@@ -322,6 +323,24 @@ class Keeper:
                     reason=decision.reason,
                 )
 
+    async def _decide_tolerating_outages(self) -> bool:
+        """``_decide``, riding out a node that is briefly unreachable: a keeper that exits
+        on every RPC blip restart-loops into systemd's start limit. Past the stream's stall
+        deadline the outage is fatal (exit non-zero, systemd restarts us). True when done."""
+        try:
+            await self._decide()
+        except ChainUnreachableError as exc:
+            now = time.monotonic()
+            if self._node_down_since is None:
+                self._node_down_since = now
+            down_s = now - self._node_down_since
+            if down_s > self.cfg.stream.stall_deadline_s:
+                raise
+            _log.warning("keeper.node_unreachable", error=str(exc), down_s=round(down_s, 1))
+            return False
+        self._node_down_since = None
+        return True
+
     async def _work(self) -> float | None:
         """One step of the oldest open job. Returns how long to wait before the next
         step: 0 when the job moved on, a growing backoff after a failed attempt, None
@@ -349,8 +368,7 @@ class Keeper:
         while not self._stop.is_set():
             refresh |= self._consume_events()
             if refresh:
-                await self._decide()
-                refresh = False
+                refresh = not await self._decide_tolerating_outages()
             delay = await self._work()
             if delay == 0.0:
                 continue

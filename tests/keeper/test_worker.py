@@ -106,3 +106,33 @@ def test_retry_delay_doubles_and_is_capped(attempts: int, poll: float) -> None:
     assert 0 < delay <= 60
     assert delay == min(60, poll * 2 ** (attempts - 1))
     assert retry_delay(attempts + 1, poll) >= delay
+
+
+async def test_the_loop_rides_out_a_node_outage_until_the_stall_deadline() -> None:
+    from keeper.chain import ChainUnreachableError
+    from keeper.config import load_config
+    from keeper.daemon import Keeper
+
+    example = Path(__file__).resolve().parents[2] / "config" / "keeper.example.toml"
+    keeper = Keeper(load_config(example, {}), environ={}, config_path=None)
+    calls: list[str] = []
+
+    async def node_down() -> None:
+        calls.append("down")
+        raise ChainUnreachableError("starknet_getBlock: connection refused")
+
+    async def node_up() -> None:
+        calls.append("up")
+
+    keeper._decide = node_down  # type: ignore[method-assign]
+    assert await keeper._decide_tolerating_outages() is False  # a blip: keep running
+    assert await keeper._decide_tolerating_outages() is False
+    keeper._decide = node_up  # type: ignore[method-assign]
+    assert await keeper._decide_tolerating_outages() is True  # back: the outage is over
+    keeper._decide = node_down  # type: ignore[method-assign]
+    assert await keeper._decide_tolerating_outages() is False  # a new outage starts now
+    assert keeper._node_down_since is not None
+    keeper._node_down_since -= keeper.cfg.stream.stall_deadline_s + 1
+    with pytest.raises(ChainUnreachableError):
+        await keeper._decide_tolerating_outages()
+    assert calls == ["down", "down", "up", "down", "down"]
