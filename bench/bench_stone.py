@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from keeper.provers import locate_stone
 from prover.settings import ProverSettings
 from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
 
@@ -32,15 +33,7 @@ SHAPES = ((2, 20), (2, 24), (3, 20), (4, 20), (4, 24))
 
 
 def _binaries() -> tuple[Path, Path] | None:
-    prover = os.environ.get("KEEPER_PROVER__STONE_PROVER_PATH") or shutil.which("cpu_air_prover")
-    if not prover:
-        return None
-    verifier = (
-        os.environ.get("KEEPER_PROVER__STONE_VERIFIER_PATH")
-        or shutil.which("cpu_air_verifier")
-        or str(Path(prover).parent / "cpu_air_verifier")
-    )
-    return Path(prover), Path(verifier)
+    return locate_stone(os.environ)
 
 
 def _sample_trace(root: Path) -> Path:
@@ -69,24 +62,34 @@ async def _bench(trace: Path, base: ProverSettings, runs: int) -> dict[str, Any]
                     runner = StoneRunner(shape)
                     samples.append(await runner.prove(trace, out_dir=trace / "bench"))
         except StoneError as exc:
-            results.append({"log_n_cosets": cosets, "proof_of_work_bits": pow_bits,
-                            "error": exc.code, "detail": exc.message})
+            results.append(
+                {
+                    "log_n_cosets": cosets,
+                    "proof_of_work_bits": pow_bits,
+                    "error": exc.code,
+                    "detail": exc.message,
+                }
+            )
             continue
         first = samples[0]
-        results.append({
-            "log_n_cosets": cosets,
-            "n_queries": first.fri.n_queries,
-            "proof_of_work_bits": pow_bits,
-            "security_bits": first.security_bits,
-            "fri_step_list": list(first.fri.fri_step_list),
-            "parameter_set": first.parameter_set,
-            "stone_generation": first.stone_generation,
-            "prove_seconds_median": round(statistics.median(s.wall_seconds for s in samples), 2),
-            "cpu_seconds_median": round(statistics.median(s.cpu_seconds for s in samples), 2),
-            "peak_rss_mb_median": round(statistics.median(s.peak_rss_mb for s in samples), 1),
-            "proof_bytes_median": int(statistics.median(s.proof_bytes for s in samples)),
-            "runs": len(samples),
-        })
+        results.append(
+            {
+                "log_n_cosets": cosets,
+                "n_queries": first.fri.n_queries,
+                "proof_of_work_bits": pow_bits,
+                "security_bits": first.security_bits,
+                "fri_step_list": list(first.fri.fri_step_list),
+                "parameter_set": first.parameter_set,
+                "stone_generation": first.stone_generation,
+                "prove_seconds_median": round(
+                    statistics.median(s.wall_seconds for s in samples), 2
+                ),
+                "cpu_seconds_median": round(statistics.median(s.cpu_seconds for s in samples), 2),
+                "peak_rss_mb_median": round(statistics.median(s.peak_rss_mb for s in samples), 1),
+                "proof_bytes_median": int(statistics.median(s.proof_bytes for s in samples)),
+                "runs": len(samples),
+            }
+        )
     return {"trace": str(trace), "required_bits": base.required_security_bits, "sets": results}
 
 
@@ -98,8 +101,14 @@ def main() -> int:
     args = parser.parse_args()
     binaries = _binaries()
     if binaries is None:
-        print(json.dumps({"skipped": "real Stone not found: put cpu_air_prover on PATH or "
-                          "set KEEPER_PROVER__STONE_PROVER_PATH"}))
+        print(
+            json.dumps(
+                {
+                    "skipped": "real Stone not found: put cpu_air_prover on PATH or "
+                    "set KEEPER_PROVER__STONE_PROVER_PATH"
+                }
+            )
+        )
         return 0
     base = ProverSettings(
         stone_prover_path=binaries[0],

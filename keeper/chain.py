@@ -429,9 +429,9 @@ def load_signer(cfg: ChainConfig, secrets: Secrets) -> KeyPair:
             "configured: remove one, so it is clear which key signs"
         )
     if cfg.keystore_path is not None:
-        private_key = _key_from_keystore(cfg.keystore_path, secrets)
+        key = _key_from_keystore(cfg.keystore_path, secrets)
     elif secrets.account_private_key is not None:
-        private_key = _parse_private_key(
+        key = _parse_private_key(
             secrets.account_private_key.get_secret_value(), "the account_private_key secret"
         )
     else:
@@ -440,7 +440,7 @@ def load_signer(cfg: ChainConfig, secrets: Secrets) -> KeyPair:
             "secret, KEEPER_KEYSTORE_PASSWORD_FILE) or provide the account_private_key secret "
             "(KEEPER_ACCOUNT_PRIVATE_KEY_FILE)"
         )
-    return KeyPair.from_private_key(private_key)
+    return KeyPair.from_private_key(key)
 
 
 def _key_from_keystore(path: Path, secrets: Secrets) -> int:

@@ -34,6 +34,7 @@ from typing import Any, Literal, TextIO
 
 from keeper import devnet_deploy, devnet_node
 from keeper.errors import KeeperError, UsageError
+from keeper.provers import locate_stone
 from prover.errors import ProverError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +49,6 @@ PIDS_FILE = "pids.json"
 ProverChoice = Literal["dev", "stone", "auto"]
 Printer = Callable[[str], None]
 
-_STONE_ENV = ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH")
-_STONE_BINARIES = ("cpu_air_prover", "cpu_air_verifier")
 _EPOCH_DEADLINE_S = {"dev": 180.0, "stone": 900.0}
 _KEEPER_STOP_S = 60.0
 _POLL_S = 0.2
@@ -121,23 +120,14 @@ def resolve_prover(
 ) -> tuple[str, Path | None, Path | None]:
     """(policy, stone prover, stone verifier) for ``--prover``.
 
-    Stone counts as configured when both KEEPER_PROVER__STONE_*_PATH variables are set,
-    or both binaries are on PATH. ``auto`` takes Stone when configured, else dev.
+    Stone counts as configured when ``keeper.provers.locate_stone`` finds both binaries;
+    ``auto`` takes Stone when configured, else dev.
     """
     if choice == "dev":
         return "dev", None, None
-    prover_env, verifier_env = (environ.get(name) for name in _STONE_ENV)
-    if prover_env and verifier_env:
-        paths: tuple[str | None, str | None] = (prover_env, verifier_env)
-    else:
-        search = environ.get("PATH")
-        paths = (
-            shutil.which(_STONE_BINARIES[0], path=search),
-            shutil.which(_STONE_BINARIES[1], path=search),
-        )
-    prover_path, verifier_path = paths
-    if prover_path and verifier_path:
-        return "stone_only", Path(prover_path), Path(verifier_path)
+    stone = locate_stone(environ)
+    if stone is not None:
+        return "stone_only", stone[0], stone[1]
     if choice == "auto":
         return "dev", None, None
     raise UsageError(

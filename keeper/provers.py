@@ -4,14 +4,35 @@ operator's ``[prover]`` section, the Atlantic key secret and the router's on-cha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from pathlib import Path
 
 from keeper.config import KeeperConfig
 from prover.atlantic import AtlanticClient
 from prover.policy import ProofAttempt, ProvingPolicy
 from prover.settings import ProverSettings
 from prover.stone import StoneRunner
+
+STONE_PATH_ENV = ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH")
+STONE_BINARIES = ("cpu_air_prover", "cpu_air_verifier")
+
+
+def locate_stone(environ: Mapping[str, str]) -> tuple[Path, Path] | None:
+    """The Stone pair a tool outside the daemon should use (demo, bench, the real-Stone
+    test): each binary from its KEEPER_PROVER__STONE_*_PATH, else from PATH, the verifier
+    also beside the prover; None unless both are there."""
+    search = environ.get("PATH")
+    found: list[Path] = []
+    for env, name in zip(STONE_PATH_ENV, STONE_BINARIES, strict=True):
+        named = environ.get(env) or shutil.which(name, path=search)
+        if not named and found:
+            named = str(found[0].parent / name)
+        if not named or not Path(named).is_file():
+            return None
+        found.append(Path(named))
+    return found[0], found[1]
 
 
 def prover_settings(cfg: KeeperConfig, *, required_security_bits: int) -> ProverSettings:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.provers import locate_stone
 from prover.errors import FriParameterError, InputError
 from prover.fri import FriParameters
 from prover.settings import ProverSettings
@@ -406,15 +407,7 @@ def test_fake_verifier_refuses_tampered_public_input(trace_dir: Path) -> None:
 
 
 def _real_stone() -> tuple[Path, Path] | None:
-    prover = os.environ.get("KEEPER_PROVER__STONE_PROVER_PATH") or shutil.which("cpu_air_prover")
-    if not prover:
-        return None
-    verifier = (
-        os.environ.get("KEEPER_PROVER__STONE_VERIFIER_PATH")
-        or shutil.which("cpu_air_verifier")
-        or str(Path(prover).parent / "cpu_air_verifier")
-    )
-    return Path(prover), Path(verifier)
+    return locate_stone(os.environ)
 
 
 @pytest.mark.stone
