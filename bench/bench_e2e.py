@@ -47,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from keeper.demo import DemoRun, build_contracts
+from keeper.devnet.demo import DemoRun, build_contracts
 
 TARGET_KEEPER_S = 1.5
 WAIT_STATES = {"proving": "prover_s", "proved": "chain_s", "submitted": "chain_s"}

@@ -20,7 +20,7 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keeper.store import open_store
+from keeper.store.db import open_store
 from keeper.stream.eventlog import Block, Cursor, EventLog, RawEvent
 from keeper.stream.events import SELECTORS, ContractKind, EventMeta
 

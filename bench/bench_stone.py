@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from keeper.provers import locate_stone
+from keeper.engine.provers import locate_stone
 from prover.settings import ProverSettings
 from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
 

@@ -1,3 +1,3 @@
-from keeper.cli import run
+from keeper.cli.main import run
 
 run()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from keeper import devnet_deploy
-from tests.devnet import Devnet, start_devnet
+from keeper.devnet import deploy as devnet_deploy
+from tests.support.devnet import Devnet, start_devnet
 
 ROOT = Path(__file__).resolve().parents[1]
 

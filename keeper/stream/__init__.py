@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from keeper.config import KeeperConfig
-from keeper.store import Store
+from keeper.core.config import KeeperConfig
+from keeper.store.db import Store
 from keeper.stream.apibara_source import ApibaraSource
 from keeper.stream.errors import (
     EX_TEMPFAIL,

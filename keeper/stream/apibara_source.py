@@ -28,7 +28,7 @@ from apibara.protocol.proto import stream_pb2, stream_pb2_grpc
 from apibara.starknet.proto import filter_pb2, starknet_pb2, types_pb2
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from keeper.logs import get_logger
+from keeper.core.logs import get_logger
 from keeper.stream.backoff import Backoff
 from keeper.stream.errors import StreamDisconnectedError, StreamError, StreamStalledError
 from keeper.stream.eventlog import Block, Cursor, EventLog, RawEvent

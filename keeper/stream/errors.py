@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keeper.errors import KeeperError
+from keeper.core.errors import KeeperError
 
 EX_TEMPFAIL = 75  # sysexits.h: temporary failure; systemd restarts the unit
 

@@ -41,8 +41,8 @@ from typing import Any
 
 import sqlite_utils
 
-from keeper.logs import get_logger
-from keeper.store import Store
+from keeper.core.logs import get_logger
+from keeper.store.db import Store
 from keeper.stream.errors import DecodeError, StreamError
 from keeper.stream.events import (
     CONTRACT_KINDS,

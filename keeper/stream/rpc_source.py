@@ -40,7 +40,7 @@ import httpx
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
-from keeper.logs import get_logger
+from keeper.core.logs import get_logger
 from keeper.stream.backoff import Backoff
 from keeper.stream.errors import (
     DecodeError,

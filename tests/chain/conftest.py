@@ -15,16 +15,16 @@ from starknet_py.net.account.account import Account
 from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.signer.key_pair import KeyPair
 
-from keeper import devnet_deploy
-from keeper.chain import ChainClient
-from keeper.config import ChainConfig, Secrets
+from keeper.chain.client import ChainClient
+from keeper.core.config import ChainConfig, Secrets
+from keeper.devnet import deploy as devnet_deploy
 
 ROOT = Path(__file__).resolve().parents[2]
-# `tests.devnet` and `tests.chain.fake_rpc` are imported as modules of the repository.
+# `tests.support.devnet` and `tests.chain.fake_rpc` are imported as modules of the repository.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.devnet import Devnet  # noqa: E402
+from tests.support.devnet import Devnet  # noqa: E402
 
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
 # Stand-ins for the allocation program's hashes: the router only compares hashes.

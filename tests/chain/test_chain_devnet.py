@@ -9,7 +9,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from keeper.chain import (
+from keeper.chain.client import (
     ChainClient,
     FeeAboveCeilingError,
     ShuttingDownError,
@@ -18,9 +18,9 @@ from keeper.chain import (
     WouldRevertError,
     WrongChainError,
 )
-from keeper.dev_prover import DEV_VERIFIER_CONFIG, DevProver, DevProverRefusedError
-from keeper.devnet_deploy import make_call
-from keeper.logs import configure_logging
+from keeper.core.logs import configure_logging
+from keeper.devnet.deploy import make_call
+from keeper.devnet.dev_prover import DEV_VERIFIER_CONFIG, DevProver, DevProverRefusedError
 from prover import facts, model
 from tests.chain.conftest import KEEPER, OUTSIDER, OWNER, PROGRAM_HASH, DeployedChain
 

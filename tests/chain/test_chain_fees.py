@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starknet_py.net.client_models import EstimatedFee, PriceUnit
 
-from keeper.chain import max_fee_of, parse_chain_id, resource_bounds_for
+from keeper.chain.client import max_fee_of, parse_chain_id, resource_bounds_for
 
 _GAS = st.integers(0, 10**9)
 _PRICE = st.integers(0, 10**15)

@@ -11,15 +11,15 @@ import pytest
 from pydantic import SecretStr
 from starknet_py.constants import EXPECTED_RPC_VERSION
 
-from keeper.chain import (
+from keeper.chain.client import (
     ChainClient,
     ChainUnreachableError,
     UnexpectedAnswerError,
     WrongChainError,
     parse_chain_id,
 )
-from keeper.config import ChainConfig, Secrets
-from keeper.dev_prover import DevProver, DevProverRefusedError
+from keeper.core.config import ChainConfig, Secrets
+from keeper.devnet.dev_prover import DevProver, DevProverRefusedError
 from tests.chain.fake_rpc import serve_rpc
 
 KEY = Secrets(account_private_key=SecretStr("0x71d7bb07b9a64f6f78ac4c816aff4da9"))

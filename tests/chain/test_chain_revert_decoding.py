@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.chain import decode_revert_reason, decode_short_string, encode_short_string
+from keeper.chain.client import decode_revert_reason, decode_short_string, encode_short_string
 
 ROUTER = "0x49d36570d4e46f48e99674bd3fcc84644ddd6b96f7c741b1562b82f9e004dc7"
 CLASS = "0x5b4b537eaa2399e3aa99c4e2e0208ebd6c71bc1467938cd52c798c601e43564"

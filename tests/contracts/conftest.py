@@ -21,9 +21,9 @@ from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.signer.key_pair import KeyPair
 from starknet_py.serialization.factory import serializer_for_function_v1
 
-from keeper import devnet_deploy
+from keeper.devnet import deploy as devnet_deploy
 from prover import facts, model
-from tests.devnet import Devnet
+from tests.support.devnet import Devnet
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"

@@ -14,10 +14,10 @@ from starknet_py.hash.selector import get_selector_from_name
 from starknet_py.hash.utils import compute_hash_on_elements
 from starknet_py.net.client_errors import ClientError
 
-from keeper import devnet_deploy
+from keeper.devnet import deploy as devnet_deploy
 from prover import model
 from tests.contracts.conftest import ROOT, AbiCodec, Deployed, deploy_fresh
-from tests.devnet import Devnet
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 

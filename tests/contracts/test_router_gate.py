@@ -7,7 +7,7 @@ import pytest
 from starknet_py.hash.selector import get_selector_from_name
 from starknet_py.net.client_errors import ClientError
 
-from keeper import devnet_deploy
+from keeper.devnet import deploy as devnet_deploy
 from prover import facts
 from tests.contracts.conftest import (
     AbiCodec,
@@ -17,7 +17,7 @@ from tests.contracts.conftest import (
     deploy_fresh,
     direct_fact,
 )
-from tests.devnet import Devnet
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 

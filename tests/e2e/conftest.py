@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from keeper import devnet_deploy
+from keeper.devnet import deploy as devnet_deploy
 from tests.contracts import conftest as _contracts
 from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
-from tests.devnet import Devnet
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 

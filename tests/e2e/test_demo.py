@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper import devnet_deploy
-from keeper.demo import PIDS_FILE, decode_executed, metrics_update, progress_line
+from keeper.devnet import deploy as devnet_deploy
+from keeper.devnet.demo import PIDS_FILE, decode_executed, metrics_update, progress_line
 from prover import model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_metrics import SERIES
 
-from keeper.config import HealthConfig
-from keeper.errors import ConfigError
-from keeper.health import HealthServer, HealthState, HealthThresholds, assess, health_report
-from keeper.metrics import KeeperMetrics
+from keeper.core.config import HealthConfig
+from keeper.core.errors import ConfigError
+from keeper.ops.health import HealthServer, HealthState, HealthThresholds, assess, health_report
+from keeper.ops.metrics import KeeperMetrics
 
 NOW = 1_700_000_000.0
 THRESHOLDS = HealthThresholds(stall_deadline_s=300.0, lag_degraded_blocks=10)

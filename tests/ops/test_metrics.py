@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from keeper.metrics import KeeperMetrics
+from keeper.ops.metrics import KeeperMetrics
 
 SERIES = [
     "keeper_events_total",

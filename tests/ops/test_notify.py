@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from notify_listener import notify_listener
 from structlog.testing import capture_logs
 
-from keeper.notify import SystemdNotifier, watchdog_interval
+from keeper.ops.notify import SystemdNotifier, watchdog_interval
 
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])

@@ -8,8 +8,8 @@ import pytest
 from test_metrics import SERIES
 from test_unit_file import UNIT, one, parse_unit
 
-from keeper.config import SECRET_NAMES
-from keeper.errors import EX_CONFIG, EX_USAGE, StoreError
+from keeper.core.config import SECRET_NAMES
+from keeper.core.errors import EX_CONFIG, EX_USAGE, StoreError
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from keeper.config import SECRET_NAMES
-from keeper.errors import EX_CONFIG
+from keeper.core.config import SECRET_NAMES
+from keeper.core.errors import EX_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "obsqra-keeper.service"
@@ -68,11 +68,11 @@ def test_execstart_runs_the_console_script(unit: Unit) -> None:
     assert argv[1] == "run"
     assert argv[argv.index("--config") + 1] == "/etc/obsqra-keeper/keeper.toml"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["obsqra-keeper"] == "keeper.cli:run"
+    assert scripts["obsqra-keeper"] == "keeper.cli.main:run"
 
 
 def test_the_cli_accepts_the_units_command_line(unit: Unit) -> None:
-    from keeper.cli import build_parser
+    from keeper.cli.main import build_parser
 
     argv = one(unit, "Service", "ExecStart").split()[1:]
     parser = build_parser()
@@ -118,7 +118,7 @@ def test_watchdog_and_timeouts_are_set(unit: Unit) -> None:
 
 
 def test_memory_max_leaves_room_above_the_default_stone_limit(unit: Unit) -> None:
-    from keeper.config import ProverConfig
+    from keeper.core.config import ProverConfig
 
     memory_max = one(unit, "Service", "MemoryMax")
     assert memory_max.endswith("G")

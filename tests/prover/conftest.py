@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from prover.atlantic import (
 )
 from prover.errors import InputError
 from prover.settings import ProverSettings
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 from atlantic_server import FakeAtlantic, atlantic_fact

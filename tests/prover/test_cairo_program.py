@@ -32,7 +32,7 @@ from prover.program import (
     compiled_program,
 )
 from prover.trace import execute
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVNET = ROOT / "config" / "devnet_inputs.json"

@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from poseidon_py.poseidon_hash import poseidon_hash, poseidon_hash_many
 
-from keeper.cli import main
+from keeper.cli.main import main
 from prover import facts
 from prover.errors import InputError
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 SAMPLES = STONE_SAMPLES
 P = facts.FIELD_PRIME

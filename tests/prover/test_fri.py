@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.cli import main
+from keeper.cli.main import main
 from prover import fri
 from prover.errors import FriParameterError
 from prover.fri import FriParameters
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 SAMPLES = STONE_SAMPLES
 

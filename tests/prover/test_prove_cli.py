@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import structlog
 
-from keeper.cli import main
-from keeper.commands.prove_cmd import prover_settings_from_env
-from keeper.errors import ConfigError
+from keeper.cli.commands.prove_cmd import prover_settings_from_env
+from keeper.cli.main import main
+from keeper.core.errors import ConfigError
 from prover.facts import direct_fact, program_hash
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 sys.path.insert(0, str(FAKES))

@@ -32,7 +32,7 @@ from prover.policy import (
 )
 from prover.settings import ProverSettings
 from prover.stone import StoneResult, StoneRunner, StoneTimeoutError
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 sys.path.insert(0, str(FAKES))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.provers import locate_stone
+from keeper.engine.provers import locate_stone
 from prover.errors import FriParameterError, InputError
 from prover.fri import FriParameters
 from prover.settings import ProverSettings
@@ -36,7 +36,7 @@ from prover.stone import (
     public_outputs,
     stone_parameter_file,
 )
-from tests.reference import STONE_SAMPLES
+from tests.support.reference import STONE_SAMPLES
 
 SAMPLES = STONE_SAMPLES
 FAKE_STONE = Path(__file__).resolve().parents[1] / "fakes" / "stone"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keeper.cli import main
+from keeper.cli.main import main
 from prover.errors import InfeasibleAllocation, InputError
 from prover.model import AllocationInputs, ProtocolInputs, expected_output, load_inputs
 from prover.program import compiled_program

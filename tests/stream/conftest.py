@@ -10,11 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # `.venv/bin/pytest` (unlike `python -m pytest`) does not put the repo root on sys.path,
-# and these tests import the shared stand-ins as `tests.fakes…` / `tests.devnet`.
+# and these tests import the shared stand-ins as `tests.fakes…` / `tests.support.devnet`.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from keeper.store import Store, open_store  # noqa: E402
+from keeper.store.db import Store, open_store  # noqa: E402
 from keeper.stream.eventlog import EventLog  # noqa: E402
 from tests.stream.payloads import ADDRESSES  # noqa: E402
 

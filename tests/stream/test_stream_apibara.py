@@ -9,7 +9,7 @@ import sqlite_utils
 from apibara.protocol.proto import stream_pb2
 from apibara.starknet.proto import filter_pb2
 
-from keeper.store import Store
+from keeper.store.db import Store
 from keeper.stream.apibara_source import ApibaraSource, felt_from_proto
 from keeper.stream.backoff import Backoff
 from keeper.stream.errors import EX_TEMPFAIL, StreamError, StreamStalledError

@@ -10,7 +10,7 @@ import sqlite_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keeper.store import Store, open_store
+from keeper.store.db import Store, open_store
 from keeper.stream.errors import StreamError
 from keeper.stream.eventlog import Cursor, EventGoneError, EventLog
 from keeper.stream.events import RebalanceRequested

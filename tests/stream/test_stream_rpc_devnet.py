@@ -14,8 +14,8 @@ import httpx
 import pytest
 import sqlite_utils
 
-from keeper import devnet_deploy
-from keeper.store import open_store
+from keeper.devnet import deploy as devnet_deploy
+from keeper.store.db import open_store
 from keeper.stream import rpc_source
 from keeper.stream.eventlog import EventLog
 from keeper.stream.events import (
@@ -25,7 +25,7 @@ from keeper.stream.events import (
     RebalanceRequested,
 )
 from keeper.stream.rpc_source import PollResult, RpcSource
-from tests.devnet import Devnet
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 

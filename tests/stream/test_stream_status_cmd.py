@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keeper.cli import main
-from keeper.store import open_store
+from keeper.cli.main import main
+from keeper.store.db import open_store
 from keeper.stream.eventlog import Cursor, EventLog
 from tests.stream.payloads import (
     ADDRESSES,

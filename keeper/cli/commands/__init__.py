@@ -1,0 +1,31 @@
+"""Subcommand modules, in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from keeper.cli.commands import (
+    config_cmd,
+    costs_cmd,
+    demo_cmd,
+    devnet_cmd,
+    facts_cmd,
+    governance_cmd,
+    prove_cmd,
+    run_cmd,
+    status_cmd,
+    trace_cmd,
+)
+
+MODULES: list[ModuleType] = [
+    run_cmd,
+    status_cmd,
+    costs_cmd,
+    governance_cmd,
+    config_cmd,
+    trace_cmd,
+    prove_cmd,
+    facts_cmd,
+    devnet_cmd,
+    demo_cmd,
+]

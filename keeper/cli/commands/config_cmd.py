@@ -1,0 +1,53 @@
+"""``obsqra-keeper config check|show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from keeper.core.config import config_path_from, load_config
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="TOML config file (default: $KEEPER_CONFIG)",
+    )
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("config", help="check or show the operator configuration")
+    actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
+    actions.required = True
+    check = actions.add_parser(
+        "check", help="validate the config; exit 78 with one line per problem"
+    )
+    add_config_option(check)
+    check.set_defaults(handler=_check)
+    show = actions.add_parser("show", help="print the effective config, secrets redacted")
+    add_config_option(show)
+    show.set_defaults(handler=_show)
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = config_path_from(args.config, os.environ)
+    cfg = load_config(path, os.environ)
+    secrets = [name for name, value in cfg.redacted()["secrets"].items() if value == "<set>"]
+    print(
+        f"config ok: {path or 'environment only'}; chain {cfg.chain.chain_id} at "
+        f"{cfg.chain.rpc_url}; router {cfg.chain.router_address}; stream {cfg.stream.source}; "
+        f"prover {cfg.prover.policy}; store {cfg.store.path}; "
+        f"secrets: {', '.join(secrets) or 'none'}"
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path_from(args.config, os.environ), os.environ)
+    print(json.dumps(cfg.redacted(), indent=2))
+    return 0

@@ -1,0 +1,103 @@
+"""``obsqra-keeper devnet deploy``: declare, deploy and configure the contracts on a devnet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from keeper.core.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "devnet",
+        help="local starknet-devnet helpers (deploy the contracts)",
+        description="Local starknet-devnet helpers.",
+    )
+    devnet_sub = parser.add_subparsers(dest="devnet_command", metavar="DEVNET_COMMAND")
+    devnet_sub.required = True
+    deploy = devnet_sub.add_parser(
+        "deploy",
+        help="declare, deploy and configure RiskEngine, DevFactRegistry, StrategyRouterV2",
+        description=(
+            "Declare and deploy the three contracts on a starknet-devnet with its first "
+            "predeployed account, then set roles, parameters, accepted program hashes and "
+            "initial metrics. Safe to run again: it reports what already exists."
+        ),
+    )
+    deploy.add_argument("--rpc-url", required=True, help="devnet JSON-RPC URL")
+    deploy.add_argument(
+        "--params",
+        type=Path,
+        default=Path("config/deploy.devnet.toml"),
+        help="deployment parameters TOML (default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--out",
+        type=Path,
+        default=Path("deployments/devnet.json"),
+        help="deployment record to read and write (default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--contracts-dir",
+        type=Path,
+        default=Path("contracts/target"),
+        help="compiled contracts (scripts/build_contracts.sh; default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--program-hash",
+        type=_felt,
+        help="accepted direct-proof program hash (default: computed from prover/)",
+    )
+    deploy.add_argument(
+        "--child-program-hash",
+        type=_felt,
+        help="accepted bootloaded child program hash (default: computed from prover/)",
+    )
+    deploy.set_defaults(handler=_deploy)
+
+
+def _felt(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (0x… or decimal)") from exc
+    if not 0 <= value < 2**251 + 17 * 2**192 + 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a field element")
+    return value
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from keeper.devnet import deploy as devnet_deploy
+
+    params = devnet_deploy.load_deploy_params(args.params)
+    artifacts = devnet_deploy.load_artifacts(args.contracts_dir)
+    program_hash, child_hash = args.program_hash, args.child_program_hash
+    if program_hash is None or child_hash is None:
+        default_direct, default_child = devnet_deploy.default_program_hashes()
+        program_hash = default_direct if program_hash is None else program_hash
+        child_hash = default_child if child_hash is None else child_hash
+    if args.out.exists() and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a directory; give a file path")
+
+    def show(name: str, action: str) -> None:
+        print(f"{action:>10}  {name}", file=sys.stderr)
+
+    deployment, _ = asyncio.run(
+        devnet_deploy.deploy_devnet(
+            args.rpc_url,
+            params,
+            artifacts,
+            args.out,
+            program_hash=program_hash,
+            child_program_hash=child_hash,
+            on_step=show,
+        )
+    )
+    for name in devnet_deploy.CONTRACT_NAMES:
+        print(f"{name} {deployment.address(name):#066x}")
+    print(f"deployment written to {args.out}", file=sys.stderr)
+    return 0

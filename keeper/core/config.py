@@ -1,0 +1,362 @@
+"""Operator configuration: one TOML file, ``KEEPER_…`` environment overrides, secrets from files.
+
+Precedence (highest first): environment ``KEEPER_SECTION__FIELD``, the TOML file, defaults.
+The TOML file comes from ``--config PATH`` or ``KEEPER_CONFIG``.
+
+Secrets are never read from the TOML file or from inline environment variables (both
+end up in backups, ``ps e``, ``systemctl show``…). Each secret is a file:
+``$CREDENTIALS_DIRECTORY/<name>`` (systemd ``LoadCredential[Encrypted]=``) or the path in
+``KEEPER_<NAME>_FILE``.
+
+What governance decides on-chain (intervals, thresholds, constraints, security bits,
+accepted programs) is deliberately absent: the keeper reads it from the contracts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from keeper.core.errors import ConfigError
+from keeper.core.logs import MIN_SECRET_LEN
+
+ENV_PREFIX = "KEEPER_"
+CONFIG_ENV = "KEEPER_CONFIG"
+
+# name -> what it is; the file name under $CREDENTIALS_DIRECTORY and KEEPER_<NAME>_FILE.
+SECRET_NAMES: dict[str, str] = {
+    "account_private_key": "the keeper account's private key (hex), when no keystore is used",
+    "keystore_password": "the password of the keeper account's encrypted keystore",
+    "atlantic_api_key": "the Herodotus Atlantic API key",
+}
+# Any TOML key that looks like one of these is refused (typos included).
+_SECRET_KEY_MARKERS = ("private_key", "password", "api_key", "apikey", "secret", "mnemonic")
+
+
+# The environment load_config was handed (tests pass their own; the daemon passes os.environ).
+_ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("keeper_config_environ")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = {k: v for k, v in _ENVIRON.get().items() if not k.endswith("_FILE")}
+        return parse_env_vars(
+            environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _felt_hex(value: str) -> str:
+    text = value.strip().lower()
+    if not text.startswith("0x"):
+        raise ValueError("must be a 0x-prefixed hex felt, e.g. 0x49d3…")
+    try:
+        number = int(text, 16)
+    except ValueError:
+        raise ValueError("is not valid hex") from None
+    if number >= 2**251 + 17 * 2**192 + 1:
+        raise ValueError("is larger than the Starknet field prime")
+    return hex(number)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _grpc_target(value: str) -> str:
+    if "://" in value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be host:port or an http(s):// URL")
+    return value
+
+
+FeltHex = Annotated[str, AfterValidator(_felt_hex)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainConfig(_Section):
+    rpc_url: HttpUrl = Field(description="Starknet JSON-RPC endpoint")
+    chain_id: str = Field(
+        description="expected chain id as a short string (SN_MAIN, SN_SEPOLIA) or hex; "
+        "the keeper refuses to start on another chain"
+    )
+    router_address: FeltHex
+    risk_engine_address: FeltHex
+    account_address: FeltHex
+    keystore_path: Path | None = Field(
+        default=None,
+        description="encrypted keystore (JSON); its password is the keystore_password secret. "
+        "Without it the account_private_key secret is used.",
+    )
+    fee_multiplier: float = Field(default=1.5, ge=1.0, le=3.0)
+    max_fee_fri: int = Field(
+        default=10**18, gt=0, description="refuse any transaction whose fee bound exceeds this"
+    )
+    receipt_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+
+
+class StreamConfig(_Section):
+    source: Literal["rpc", "apibara"] = "rpc"
+    start_block: int = Field(default=0, ge=0)
+    chunk_size: int = Field(default=256, ge=1, le=1024)
+    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
+    confirmation_depth: int = Field(
+        default=0, ge=0, le=1000, description="blocks behind head before events are acted on"
+    )
+    stall_deadline_s: float = Field(default=300.0, gt=0)
+    apibara_url: Annotated[str, AfterValidator(_grpc_target)] = "localhost:7171"
+    apibara_finality: Literal["pending", "accepted", "finalized"] = "accepted"
+    apibara_batch_size: int = Field(default=10, ge=1, le=1000)
+
+
+ParameterSet = Literal["stone6", "stone5", "keccak"]
+ProverPolicy = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "dev"]
+
+
+class ProverConfig(_Section):
+    policy: ProverPolicy = "stone_then_atlantic"
+    stone_prover_path: Path | None = None
+    stone_verifier_path: Path | None = None
+    parameter_set: ParameterSet = Field(
+        default="stone6",
+        description="stone6/stone5: Integrity's verifier-friendly sets (proofs verifiable on "
+        "Starknet); keccak: the plain set older CMake-era Stone builds accept",
+    )
+    log_n_cosets: int = Field(default=2, ge=1, le=16)
+    proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
+    timeout_s: float = Field(default=900.0, gt=0)
+    memory_limit_mb: int = Field(default=4096, ge=64)
+    work_dir: Path | None = Field(
+        default=None, description="traces and proofs (default: next to the store)"
+    )
+    atlantic_base_url: HttpUrl = "https://atlantic.api.herodotus.cloud"
+    atlantic_network: Literal["MAINNET", "TESTNET"] = "TESTNET"
+    atlantic_layout: str = "auto"
+    # PROOF_VERIFICATION_ON_L2: Atlantic also verifies the proof in Integrity on Starknet,
+    # which registers the fact the router checks (the keeper cannot submit it itself yet).
+    atlantic_result: Literal[
+        "PROOF_GENERATION", "PROOF_VERIFICATION_ON_L1", "PROOF_VERIFICATION_ON_L2"
+    ] = "PROOF_VERIFICATION_ON_L2"
+    atlantic_deadline_s: float = Field(default=3600.0, gt=0)
+    atlantic_price_per_job_size: dict[Literal["XS", "S", "M", "L"], float] = Field(
+        default_factory=dict,
+        description="your contracted price per Atlantic job size (USD); no public price exists",
+    )
+    circuit_breaker_failures: int = Field(default=3, ge=1)
+    circuit_breaker_cooldown_s: float = Field(default=600.0, gt=0)
+    dev_security_bits: int = Field(default=96, ge=1, le=256)
+
+
+class StoreConfig(_Section):
+    path: Path = Path("/var/lib/obsqra-keeper/keeper.sqlite3")
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+
+
+class HealthConfig(_Section):
+    enabled: bool = True
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: int = Field(default=9464, ge=1, le=65535)
+
+
+class Secrets(BaseModel):
+    """Values loaded from secret files. Never serialised; redacted in logs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_private_key: SecretStr | None = None
+    keystore_password: SecretStr | None = None
+    atlantic_api_key: SecretStr | None = None
+
+    def values(self) -> list[str]:
+        out = []
+        for name in SECRET_NAMES:
+            secret = getattr(self, name)
+            if secret is not None and secret.get_secret_value():
+                out.append(secret.get_secret_value())
+        return out
+
+
+class KeeperConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    chain: ChainConfig
+    stream: StreamConfig = StreamConfig()
+    prover: ProverConfig = ProverConfig()
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+    health: HealthConfig = HealthConfig()
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the TOML contents (below env); no .env, no secrets dir.
+        return (_MappingEnvSource(settings_cls), init_settings)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config for display; secrets shown only as set/unset."""
+        data = self.model_dump(mode="json")
+        data["secrets"] = {
+            name: ("<set>" if getattr(self.secrets, name) is not None else "<unset>")
+            for name in SECRET_NAMES
+        }
+        return data
+
+
+def _find_inline_secrets(table: Mapping[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found += _find_inline_secrets(value, f"{path}.")
+        elif any(marker in key.lower().replace("-", "_") for marker in _SECRET_KEY_MARKERS):
+            found.append(path)
+    return found
+
+
+def _secret_hint(name: str) -> str:
+    return (
+        f"put {SECRET_NAMES.get(name, 'it')} in a file readable only by the keeper and set "
+        f"{ENV_PREFIX}{name.upper()}_FILE=/path/to/file, or load it as the systemd "
+        f"credential '{name}' (LoadCredentialEncrypted={name}:…)"
+    )
+
+
+def load_secrets(environ: Mapping[str, str]) -> Secrets:
+    problems = []
+    for key in environ:
+        if not key.startswith(ENV_PREFIX):
+            continue
+        bare = key[len(ENV_PREFIX) :].lower()
+        if bare in SECRET_NAMES:
+            problems.append(
+                f"{key}: secrets are not accepted inline in the environment; {_secret_hint(bare)}"
+            )
+    values: dict[str, SecretStr] = {}
+    creds_dir = environ.get("CREDENTIALS_DIRECTORY")
+    for name in SECRET_NAMES:
+        path: Path | None = None
+        env_file = environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
+        if env_file:
+            path = Path(env_file)
+        elif creds_dir and (Path(creds_dir) / name).is_file():
+            path = Path(creds_dir) / name
+        if path is None:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.append(f"secret {name}: cannot read {path}: {exc.strerror}")
+            continue
+        if len(text) < MIN_SECRET_LEN:
+            problems.append(
+                f"secret {name}: {path} holds {len(text)} characters; "
+                f"at least {MIN_SECRET_LEN} are required"
+            )
+            continue
+        values[name] = SecretStr(text)
+    if problems:
+        raise ConfigError(problems, source="secrets")
+    return Secrets(**values)
+
+
+def _format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "missing":
+            lines.append(f"{where}: required but missing")
+        elif kind == "extra_forbidden":
+            lines.append(
+                f"{where}: unknown option (check the spelling against config/keeper.example.toml)"
+            )
+        else:
+            given = err.get("input")
+            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            lines.append(f"{where}: {err['msg']}{shown}")
+    return lines
+
+
+def config_path_from(cli_path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if cli_path is not None:
+        return cli_path
+    env = environ.get(CONFIG_ENV)
+    return Path(env) if env else None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> KeeperConfig:
+    """Read, validate and return the config; ``ConfigError`` lists every problem at once."""
+    environ = dict(os.environ if environ is None else environ)
+    source = str(path) if path is not None else "environment"
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError([f"cannot read config file {path}: {exc.strerror}"]) from exc
+        try:
+            table = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"not valid TOML: {exc}"], source=source) from exc
+    inline = _find_inline_secrets(table)
+    if inline:
+        raise ConfigError(
+            [
+                f"{key}: secrets are not accepted in the config file; "
+                + _secret_hint(key.rsplit(".", 1)[-1])
+                for key in inline
+            ],
+            source=source,
+        )
+    if "secrets" in table:
+        raise ConfigError(["secrets: not a config section; " + _secret_hint("…")], source=source)
+    secrets = load_secrets(environ)
+    token = _ENVIRON.set(environ)
+    try:
+        return KeeperConfig(**table, secrets=secrets)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc), source=source) from None
+    finally:
+        _ENVIRON.reset(token)

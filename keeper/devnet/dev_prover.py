@@ -1,0 +1,135 @@
+"""The dev prover: for a starknet-devnet only. It proves NOTHING.
+
+It computes the direct fact of the real trace output (``prover.facts.direct_fact``) and
+registers it in the DevFactRegistry the router stores, with the configured security
+bits, so the whole keeper flow runs on a devnet without Stone. Everything it produces is
+labelled "dev": the log lines (``prover="dev"``), the result (``DevProof.kind``) and the
+on-chain verifier configuration (all four strings 'dev' by default).
+
+Devnet gate: starknet-devnet answers ``starknet_chainId`` with SN_SEPOLIA by default, so
+the chain id cannot tell a devnet from Sepolia. The gate asks the node for
+``devnet_getConfig``, a method only starknet-devnet serves, and requires a JSON object
+back; any other answer (method not found, HTTP error, not JSON) refuses. SN_MAIN is
+refused whatever the node claims. The gate runs before every registration. On top, the
+router's registry must answer DevFactRegistry's ``get_registrar`` (Integrity's
+FactRegistry does not) with this keeper's account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from keeper.chain.client import (
+    CallFailedError,
+    ChainClient,
+    TxOutcome,
+    VerifierConfig,
+    chain_name,
+    encode_short_string,
+)
+from keeper.core.errors import KeeperError
+from keeper.core.logs import bind_job, get_logger
+from prover import facts
+
+DEV_VERIFIER_CONFIG = VerifierConfig("dev", "dev", "dev", "dev")
+_MAINNET = encode_short_string("SN_MAIN")
+_GATE_TIMEOUT_S = 10.0
+
+_log = get_logger("keeper.devnet.dev_prover", prover="dev")
+
+
+class DevProverRefusedError(KeeperError):
+    code = "dev_prover_not_devnet"
+
+
+@dataclass(frozen=True)
+class DevProof:
+    fact_hash: int
+    tx: TxOutcome
+    security_bits: int
+    kind: Literal["dev"] = "dev"
+
+
+class DevProver:
+    def __init__(
+        self, chain: ChainClient, *, verifier_config: VerifierConfig = DEV_VERIFIER_CONFIG
+    ) -> None:
+        self._chain = chain
+        self._verifier_config = verifier_config
+
+    async def ensure_devnet(self) -> None:
+        """Raise DevProverRefusedError unless the node is a starknet-devnet."""
+        url = self._chain.rpc_url
+        info = await self._chain.check_chain()
+        if info.chain_id == _MAINNET:
+            raise DevProverRefusedError(
+                f"the dev prover never runs on {chain_name(info.chain_id)} ({url}): use a real "
+                "prover policy (stone_then_atlantic)"
+            )
+        config = await _devnet_config(url)
+        if config is None:
+            raise DevProverRefusedError(
+                f"{url} ({info.chain_name}) is not a starknet-devnet (it does not serve "
+                "devnet_getConfig): the dev prover registers unproven facts and runs on a "
+                "devnet only; set prover.policy to a real prover for this chain"
+            )
+
+    async def register(
+        self, output: Sequence[int], *, program_hash: int, security_bits: int
+    ) -> DevProof:
+        """Register the direct fact of ``output`` in the router's DevFactRegistry."""
+        with bind_job(prover="dev"):
+            await self.ensure_devnet()
+            fact = facts.direct_fact(program_hash, list(output))
+            state = await self._chain.router_state()
+            registry = state.governance.fact_registry
+            await self._ensure_registrar(registry)
+            _log.info(
+                "dev_prover.registering",
+                fact_hash=hex(fact),
+                registry=hex(registry),
+                security_bits=security_bits,
+                note="dev: no proof, trusted registration",
+            )
+            outcome = await self._chain.register_dev_fact(
+                registry, fact, security_bits, self._verifier_config
+            )
+            _log.info(
+                "dev_prover.registered",
+                fact_hash=hex(fact),
+                tx_hash=hex(outcome.tx_hash),
+                fee=outcome.actual_fee_amount,
+                unit=outcome.actual_fee_unit,
+            )
+            return DevProof(fact_hash=fact, tx=outcome, security_bits=security_bits)
+
+    async def _ensure_registrar(self, registry: int) -> None:
+        try:
+            (registrar,) = await self._chain.call_view(registry, "get_registrar")
+        except (CallFailedError, ValueError) as exc:
+            raise DevProverRefusedError(
+                f"the router's fact registry {registry:#x} is not a DevFactRegistry "
+                f"({exc}); the dev prover only registers facts in the devnet stand-in"
+            ) from None
+        if registrar != self._chain.account_address:
+            raise DevProverRefusedError(
+                f"the DevFactRegistry {registry:#x} registrar is {registrar:#x}, not this "
+                f"keeper's account {self._chain.account_address:#x}: make the keeper the "
+                "registrar (deploy with roles.registrar = the keeper)",
+                code="dev_prover_not_registrar",
+            )
+
+
+async def _devnet_config(url: str) -> dict[str, Any] | None:
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "devnet_getConfig"}
+    try:
+        async with httpx.AsyncClient(timeout=_GATE_TIMEOUT_S) as http:
+            reply = (await http.post(url, json=payload)).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    result = reply.get("result") if isinstance(reply, dict) else None
+    return result if isinstance(result, dict) else None

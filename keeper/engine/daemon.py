@@ -1,0 +1,555 @@
+"""``obsqra-keeper run``: the daemon's lifecycle and its main loop.
+
+Start-up gates run in order, each failing with one message that says what to fix: the
+store opens, the node answers with the configured chain id, the account's key loads, the
+router and RiskEngine answer at the configured addresses, the program hash this keeper
+proves is one the router accepts, and the prover prerequisites of the policy are there.
+Only then is READY sent to systemd.
+
+Three tasks then run until SIGTERM: the stream (chain → store), the pipeline (store →
+policy → jobs → prover → chain) and the watchdog. Proving runs off the event loop (Stone
+is a child process, the Cairo VM a thread), so the stream keeps up.
+
+SIGTERM: stop taking work, refuse any new transaction (nothing is ever sent from the
+shutdown path), cancel the job step in flight — every finished step is already persisted,
+and a cancelled Stone run is killed with its process group — close the stream, exit 0.
+SIGHUP: reload the operator config; an invalid one is logged and the old one kept.
+A stalled stream exits 75 and an unwritable store 74, so systemd restarts the keeper;
+an invalid config exits 78, which it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from keeper.chain.client import ChainClient, ChainUnreachableError, RouterState
+from keeper.core import faults
+from keeper.core.config import KeeperConfig, load_config
+from keeper.core.errors import ConfigError, KeeperError, StoreError
+from keeper.core.logs import configure_logging, get_logger
+from keeper.devnet.dev_prover import DevProver, DevProverRefusedError
+from keeper.engine.policy import (
+    RouterSnapshot,
+    accepted_provers,
+    decide,
+    halt_reason,
+)
+from keeper.engine.provers import build_proving_policy
+from keeper.engine.worker import JobWorker, ProgramIdentity
+from keeper.ops.health import HealthServer, HealthState
+from keeper.ops.metrics import KeeperMetrics
+from keeper.ops.notify import SystemdNotifier, watchdog_interval
+from keeper.store.db import Store, open_store
+from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
+from keeper.store.jobs import JobStore
+from keeper.store.ledger import Ledger
+from keeper.stream import (
+    EX_TEMPFAIL,
+    EventGoneError,
+    EventLog,
+    StoredEvent,
+    StreamError,
+    build_source,
+    open_event_log,
+)
+from keeper.stream.events import (
+    AllocationExecuted,
+    GovernanceParamsUpdated,
+    MetricsUpdated,
+    ModelParamsUpdated,
+    RebalanceRequested,
+)
+from prover import facts
+from prover.atlantic import AtlanticClient
+from prover.errors import InfeasibleAllocation, ProverError
+from prover.model import compute_allocation
+from prover.policy import ProofAttempt
+from prover.program import compiled_program
+
+_log = get_logger("keeper.engine.daemon")
+
+EX_SOFTWARE = 70
+SHUTDOWN_BOUND_S = 30.0  # TimeoutStopSec in the unit leaves room above this
+_EVENT_BATCH = 200
+
+
+class GateError(KeeperError):
+    """A start-up gate failed; the message says which and what to do."""
+
+    code = "startup_gate"
+
+
+def program_identity(cache_dir: Path | None = None) -> ProgramIdentity:
+    compiled = compiled_program(cache_dir)
+    return ProgramIdentity(
+        compiled=compiled,
+        program_hash=facts.program_hash(compiled),
+        child_program_hash=facts.pedersen_program_hash_chain(compiled),
+    )
+
+
+class Keeper:
+    def __init__(
+        self,
+        cfg: KeeperConfig,
+        *,
+        environ: Mapping[str, str],
+        config_path: Path | None,
+    ) -> None:
+        self.cfg = cfg
+        self._environ = environ
+        self._config_path = config_path
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.notifier = SystemdNotifier(environ)
+        self.metrics = KeeperMetrics()
+        self.health = HealthState()
+        self._halted: str | None = None
+        self._atlantic: AtlanticClient | None = None
+        self._proving_bits: int | None = None
+        self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
+        self._node_down_since: float | None = None
+        self._router = int(cfg.chain.router_address, 16)
+        # Set by start():
+        self.store: Store
+        self.chain: ChainClient
+        self.jobs: JobStore
+        self.worker: JobWorker
+        self.event_log: EventLog
+        self.governance: GovernanceTracker
+        self.program: ProgramIdentity
+
+    # ------------------------------------------------------------------ start-up gates
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.notifier.status("opening the store")
+        self.store = open_store(cfg.store.path)
+        self.jobs = JobStore(self.store)
+        ledger = Ledger(self.store)
+        self.governance = GovernanceTracker(self.store)
+
+        self.notifier.status("checking the node")
+        self.chain = ChainClient(cfg.chain, cfg.secrets)  # loads the key: gate "can sign"
+        info = await self.chain.check_chain()
+        _log.info(
+            "gate.chain", chain=info.chain_name, spec=info.spec_version, block=info.block_number
+        )
+
+        self.notifier.status("reading the contracts")
+        try:
+            inputs, state = await self.chain.allocation_inputs()
+        except KeeperError as exc:
+            raise GateError(
+                f"the router {cfg.chain.router_address} or RiskEngine "
+                f"{cfg.chain.risk_engine_address} does not answer as expected: {exc}"
+            ) from exc
+        if not await self.chain.is_keeper():
+            raise GateError(
+                f"account {cfg.chain.account_address} is not a keeper of router "
+                f"{cfg.chain.router_address}: ask governance to call set_keeper for it"
+            )
+
+        self.notifier.status("compiling the allocation program")
+        self.program = await asyncio.to_thread(program_identity)
+
+        dev_prover = await self._dev_prover()
+        self.worker = JobWorker(
+            jobs=self.jobs,
+            ledger=ledger,
+            chain=self.chain,
+            dev_prover=dev_prover,
+            program=self.program,
+            work_dir=cfg.prover.work_dir or cfg.store.path.parent / "work",
+            dev_security_bits=cfg.prover.dev_security_bits,
+            metrics=self.metrics,
+            receipt_timeout_s=cfg.chain.receipt_timeout_s,
+            fact_wait_s=cfg.prover.atlantic_deadline_s,
+        )
+        await self._rebuild_proving(state.governance.min_security_bits)
+        self._apply_governance(state)
+
+        self.governance.record_initial("router", state.governance.as_dict(), state.block_number)
+        self.governance.record_initial(
+            "risk_engine", model_params_values(inputs.params), state.block_number
+        )
+
+        def on_rollback(db: Any, block_number: int) -> None:
+            self.jobs.rollback_after_block(db, block_number)
+            self.governance.on_stream_rollback(db, block_number)
+
+        self.event_log = open_event_log(self.store, cfg, on_rollback)
+
+    async def _dev_prover(self) -> DevProver | None:
+        """The devnet's trusted registrar: required by the dev policy, and used on a
+        devnet to register the facts of locally verified Stone proofs (Integrity is not
+        deployed there). Never available on any other chain."""
+        dev = DevProver(self.chain)
+        if self.cfg.prover.policy == "dev":
+            await dev.ensure_devnet()  # refuses with a message: a start-up gate
+            return dev
+        try:
+            await dev.ensure_devnet()
+        except DevProverRefusedError:
+            return None
+        _log.warning("keeper.devnet_registrar", note="devnet: facts registered by DevFactRegistry")
+        return dev
+
+    async def _rebuild_proving(self, min_security_bits: int) -> None:
+        """(Re)build the stone/atlantic policy for the router's current minimum bits.
+        dev needs none: the worker registers the fact itself."""
+        if self._atlantic is not None:
+            await self._atlantic.aclose()
+            self._atlantic = None
+        if self.cfg.prover.policy == "dev":
+            self.worker.proving = None
+            return
+        self.worker.proving, self._atlantic = build_proving_policy(
+            self.cfg,
+            on_attempt=self._on_proof_attempt,
+            required_security_bits=min_security_bits,
+        )
+        self._proving_bits = min_security_bits
+
+    # ------------------------------------------------------------------ governance
+    def _apply_governance(self, state: RouterState) -> None:
+        gov = state.governance
+        ours, child, policy = (
+            self.program.program_hash,
+            self.program.child_program_hash,
+            self.cfg.prover.policy,
+        )
+        self.worker.accepted = accepted_provers(
+            gov, program_hash=ours, child_program_hash=child, policy=policy
+        )
+        reason = halt_reason(gov, program_hash=ours, child_program_hash=child, policy=policy)
+        if reason != self._halted:
+            if reason:
+                _log.error("keeper.halted", reason=reason)
+                self.notifier.status(f"halted: {reason}")
+            elif self._halted:
+                _log.info("keeper.resumed", reason="the router accepts our program again")
+        self._halted = reason
+        self.health.fatal = reason
+
+    # ------------------------------------------------------------------ the pipeline
+    def _consume_events(self) -> bool:
+        """Apply every pending stream event with its effects, one transaction each."""
+        refresh = False
+        for stored in self.event_log.next_unprocessed(_EVENT_BATCH):
+            try:
+                with self.store.transaction() as db:
+                    refresh |= self._apply_event(db, stored)
+                    self.event_log.mark_processed(stored.id)
+            except EventGoneError:
+                continue  # rolled back meanwhile: its effects were undone with it
+            self.metrics.event_ingested(type(stored.event).__name__)
+            self.health.last_event_at = time.time()
+        return refresh
+
+    def _apply_event(self, db: Any, stored: StoredEvent) -> bool:
+        event = stored.event
+        block, tx = event.meta.block_number, event.meta.tx_hash
+        if isinstance(event, RebalanceRequested):
+            job = self.jobs.create(
+                self._router,
+                event.epoch,
+                "request",
+                trigger_event_id=stored.id,
+                trigger_block=block,
+            )
+            _log.info("event.rebalance_requested", epoch=event.epoch, job_created=job is not None)
+            return True
+        if isinstance(event, GovernanceParamsUpdated):
+            self.governance.apply_event(
+                db, "router", event.param, event.old_value, event.new_value, block, tx, stored.id
+            )
+            _log.info(
+                "event.governance", param=event.param, old=event.old_value, new=event.new_value
+            )
+            return True
+        if isinstance(event, ModelParamsUpdated):
+            for param, old, new in model_params_changes(event.old_params, event.new_params):
+                self.governance.apply_event(
+                    db, "risk_engine", param, old, new, block, tx, stored.id
+                )
+            return True
+        return isinstance(event, MetricsUpdated | AllocationExecuted)
+
+    async def _decide(self) -> None:
+        """Interval and drift triggers, on the chain's state and the chain's clock."""
+        inputs, state = await self.chain.allocation_inputs()
+        self._record_lag(state.block_number)
+        self._record_provers()
+        self._apply_governance(state)
+        if (
+            state.governance.min_security_bits != self._proving_bits
+            and self.cfg.prover.policy != "dev"
+        ):
+            await self._rebuild_proving(state.governance.min_security_bits)
+        if self._halted:
+            return
+        try:
+            model = compute_allocation(inputs).allocation
+        except InfeasibleAllocation:
+            model = None
+        now = await self.chain.latest_block_timestamp()
+        snapshot = RouterSnapshot(
+            epoch=state.epoch,
+            allocation=state.allocation,
+            last_execution_ts=state.last_execution_timestamp,
+            governance=state.governance,
+        )
+        decision = decide(
+            snapshot,
+            now=now,
+            requested=False,
+            model_allocation=model,
+            open_job_epochs=self.jobs.open_epochs(self._router),
+        )
+        if decision.due and decision.trigger is not None:
+            job = self.jobs.create(self._router, state.epoch, decision.trigger)
+            if job is not None:
+                _log.info(
+                    "job.detected",
+                    epoch=state.epoch,
+                    trigger=decision.trigger,
+                    reason=decision.reason,
+                )
+
+    async def _decide_tolerating_outages(self) -> bool:
+        """``_decide``, riding out a node that is briefly unreachable: a keeper that exits
+        on every RPC blip restart-loops into systemd's start limit. Past the stream's stall
+        deadline the outage is fatal (exit non-zero, systemd restarts us). True when done."""
+        try:
+            await self._decide()
+        except ChainUnreachableError as exc:
+            now = time.monotonic()
+            if self._node_down_since is None:
+                self._node_down_since = now
+            down_s = now - self._node_down_since
+            if down_s > self.cfg.stream.stall_deadline_s:
+                raise
+            _log.warning("keeper.node_unreachable", error=str(exc), down_s=round(down_s, 1))
+            return False
+        self._node_down_since = None
+        return True
+
+    async def _work(self) -> float | None:
+        """One step of the oldest open job. Returns how long to wait before the next
+        step: 0 when the job moved on, a growing backoff after a failed attempt, None
+        when there is nothing to do (the loop then waits for events or the poll)."""
+        if self._halted:
+            return None
+        open_jobs = self.jobs.open_jobs()
+        if not open_jobs:
+            return None
+        job = open_jobs[0]
+        after = await self.worker.step(job)
+        self.metrics.job_state_counts(self.jobs.counts_by_state())
+        if after.state.value == "confirmed":
+            self.health.last_successful_job_at = time.time()
+            self.metrics.job_succeeded(time.time())
+        if after.state != job.state:
+            return 0.0
+        if after.attempts > job.attempts:
+            return retry_delay(after.attempts, self.cfg.stream.poll_interval_s)
+        return None
+
+    async def pipeline(self) -> None:
+        poll = self.cfg.stream.poll_interval_s
+        refresh = True
+        while not self._stop.is_set():
+            refresh |= self._consume_events()
+            if refresh:
+                refresh = not await self._decide_tolerating_outages()
+            delay = await self._work()
+            if delay == 0.0:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # After a failed attempt, new events do not cut the backoff short.
+                waiter = self._stop.wait() if delay is not None else self._wake.wait()
+                await asyncio.wait_for(waiter, timeout=delay if delay is not None else poll)
+            refresh = True  # time passes: the interval trigger must be looked at again
+
+    async def watchdog(self) -> None:
+        interval = watchdog_interval(self._environ)
+        if interval is None:  # no WatchdogSec: nothing to ping, but stay until stopped
+            await self._stop.wait()
+            return
+        while not self._stop.is_set():
+            self.notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    def _on_proof_attempt(self, attempt: ProofAttempt) -> None:
+        if attempt.outcome != "skipped":
+            self._last_attempt[attempt.prover] = attempt.outcome == "ok"
+        self.worker.on_proof_attempt(attempt)
+
+    # ------------------------------------------------------------------ health
+    def stream_progress(self, what: str) -> None:
+        self.health.last_stream_progress_at = time.time()
+
+    def _record_lag(self, head_block: int) -> None:
+        cursor = self.event_log.cursor()
+        if cursor is not None:
+            lag = max(0, head_block - cursor.block_number)
+            self.health.stream_lag_blocks = lag
+            self.metrics.stream_lag(lag)
+
+    def _record_provers(self) -> None:
+        """Which provers could run now (configured, and not failing their last attempt)."""
+        policy = self.cfg.prover.policy
+        available: dict[str, bool] = {}
+        if policy == "dev":
+            available["dev"] = True
+        if policy in ("stone_then_atlantic", "stone_only"):
+            p = self.cfg.prover
+            configured = all(
+                path is not None and path.is_file() and os.access(path, os.X_OK)
+                for path in (p.stone_prover_path, p.stone_verifier_path)
+            )
+            available["stone"] = configured and self._last_attempt.get("stone", True)
+        if policy in ("stone_then_atlantic", "atlantic_only"):
+            breaker = self.worker.proving.breaker if self.worker.proving else None
+            available["atlantic"] = self._atlantic is not None and (
+                breaker is None or breaker.allows()
+            )
+        for name, up in available.items():
+            self.metrics.prover_available(name, up)
+        self.health.provers = available
+
+    # ------------------------------------------------------------------ signals
+    def request_stop(self, reason: str = "SIGTERM") -> None:
+        if not self._stop.is_set():
+            _log.info("keeper.stopping", reason=reason)
+            self.notifier.stopping("stopping: finishing nothing new, checkpointing")
+            self.chain.close_for_shutdown()  # first: nothing is sent from here on
+            self._stop.set()
+            self._wake.set()
+
+    def reload(self) -> None:
+        asyncio.get_running_loop().create_task(self._reload(), name="reload")
+
+    async def _reload(self) -> None:
+        self.notifier.reloading("reloading config")
+        try:
+            new = load_config(self._config_path, self._environ)
+        except ConfigError as exc:
+            _log.error(
+                "config.reload_rejected",
+                problems=exc.problems,
+                note="keeping the running configuration",
+            )
+            self.notifier.ready("running (config reload rejected)")
+            return
+        unchangeable = [
+            name
+            for name in ("chain", "store", "stream")
+            if getattr(new, name) != getattr(self.cfg, name)
+        ]
+        configure_logging(level=new.log.level, fmt=new.log.format, secrets=new.secrets.values())
+        self.cfg = replace_prover(self.cfg, new)
+        await self._rebuild_proving(self._proving_bits or 0)
+        if unchangeable:
+            _log.warning(
+                "config.reload_partial",
+                needs_restart=unchangeable,
+                note="these sections take effect at the next restart",
+            )
+        _log.info("config.reloaded")
+        self.notifier.ready("running (config reloaded)")
+
+
+def retry_delay(attempts: int, poll_interval_s: float, cap_s: float = 60.0) -> float:
+    """Backoff before retrying a failed step: doubles per attempt, capped."""
+    return float(min(cap_s, poll_interval_s * 2 ** max(0, attempts - 1)))
+
+
+def replace_prover(old: KeeperConfig, new: KeeperConfig) -> KeeperConfig:
+    """The running config with the sections a reload may change live."""
+    return old.model_copy(update={"prover": new.prover, "log": new.log, "secrets": new.secrets})
+
+
+async def run_keeper(
+    cfg: KeeperConfig, environ: Mapping[str, str], config_path: Path | None
+) -> int:
+    faults.arm(environ)
+    keeper = Keeper(cfg, environ=environ, config_path=config_path)
+    loop = asyncio.get_running_loop()
+    try:
+        await keeper.start()
+    except (KeeperError, ProverError) as exc:
+        keeper.notifier.status(f"start-up failed: {exc}")
+        raise
+    loop.add_signal_handler(signal.SIGTERM, keeper.request_stop)
+    loop.add_signal_handler(signal.SIGINT, keeper.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, keeper.reload)
+
+    source = build_source(cfg, keeper.event_log, keeper.stream_progress)
+    tasks = {
+        asyncio.create_task(source.run(), name="stream"),
+        asyncio.create_task(keeper.pipeline(), name="pipeline"),
+        asyncio.create_task(keeper.watchdog(), name="watchdog"),
+    }
+    stop_waiter = asyncio.create_task(keeper._stop.wait(), name="stop")
+    health_cm = (
+        HealthServer.from_config(
+            cfg.health, keeper.health, keeper.metrics, stall_deadline_s=cfg.stream.stall_deadline_s
+        )
+        if cfg.health.enabled
+        else contextlib.nullcontext()
+    )
+    exit_code = 0
+    async with health_cm:
+        keeper.notifier.ready(f"running: router {cfg.chain.router_address}")
+        _log.info(
+            "keeper.ready",
+            router=cfg.chain.router_address,
+            policy=cfg.prover.policy,
+            program_hash=hex(keeper.program.program_hash),
+            halted=keeper._halted,
+        )
+        done, _ = await asyncio.wait({*tasks, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is stop_waiter or task.cancelled():
+                continue
+            failure = task.exception()
+            if failure is not None:
+                exit_code = _fatal_exit_code(task.get_name(), failure)
+        keeper.request_stop("fatal error" if exit_code else "SIGTERM")
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_BOUND_S)
+        if pending:
+            _log.error("keeper.shutdown_timeout", pending=[t.get_name() for t in pending])
+    if keeper._atlantic is not None:
+        await keeper._atlantic.aclose()
+    keeper.store.close()
+    _log.info("keeper.stopped", exit_code=exit_code)
+    return exit_code
+
+
+def _fatal_exit_code(task: str, exc: BaseException) -> int:
+    if isinstance(exc, StreamError):
+        _log.error("keeper.fatal", task=task, error=str(exc), code=exc.code)
+        return exc.exit_code if exc.exit_code != 1 else EX_TEMPFAIL
+    if isinstance(exc, StoreError):
+        _log.error("keeper.fatal", task=task, error=str(exc), code=exc.code)
+        return exc.exit_code
+    if isinstance(exc, KeeperError | ProverError):
+        _log.error("keeper.fatal", task=task, error=str(exc), code=exc.code)
+        return 1
+    _log.error("keeper.crashed", task=task, error=repr(exc), exc_info=exc)
+    return EX_SOFTWARE
+
+
+__all__ = ["Keeper", "program_identity", "run_keeper"]

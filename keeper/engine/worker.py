@@ -1,0 +1,436 @@
+"""Advancing a job by one state: the work behind each move of ``keeper.store.jobs``.
+
+Each ``step`` reads the job's persisted state, does the one piece of work that leads out
+of it, and records the move (``JobStore.advance``) — so a crash anywhere resumes at the
+last recorded state and repeats at most that one piece of work, which is made safe to
+repeat:
+
+- ``detected``: read the router and RiskEngine at one block; if the epoch moved, the job
+  is superseded; else run the model in proof mode on exactly those inputs (off the event
+  loop) → ``traced``.
+- ``traced`` / ``proving``: prove with the policy the router will accept (Stone, Atlantic
+  keyed by the job id so a restart finds the query instead of paying twice, or dev on a
+  devnet) → ``proved``.
+- ``proved``: if the registry already holds the fact with enough security bits, nothing
+  is sent; else the dev registrar registers it (devnet only) → ``fact_registered``.
+- ``fact_registered``: re-read the chain (the epoch may have moved, the fact may have been
+  consumed), then sign; the transaction hash is persisted (``submitted``) *before* it is
+  broadcast.
+- ``submitted``: wait for the receipt. Succeeded → ``confirmed``; reverted → the fee is
+  still recorded, and the job is superseded (another keeper won the epoch) or failed
+  with the decoded reason. A reverted transaction is never a success.
+
+Failures that may pass (node unreachable, receipt not yet there, prover down) count as
+attempts in the current state; past ``max_attempts`` the job fails with the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from keeper.chain.client import (
+    ChainClient,
+    ChainUnreachableError,
+    FeeAboveCeilingError,
+    NonceError,
+    ReceiptTimeoutError,
+    RouterState,
+    SendUncertainError,
+    ShuttingDownError,
+    TransactionRejectedError,
+    TxOutcome,
+    WouldRevertError,
+)
+from keeper.core import faults
+from keeper.core.errors import KeeperError, StoreError
+from keeper.core.logs import bind_job, get_logger
+from keeper.devnet.dev_prover import DevProver
+from keeper.engine.policy import AcceptedProvers
+from keeper.ops.metrics import KeeperMetrics
+from keeper.store.jobs import Job, JobState, JobStore, StaleJobState
+from keeper.store.ledger import CostEntry, Ledger
+from prover import facts
+from prover.errors import InfeasibleAllocation, InputError, ProverError
+from prover.model import AllocationInputs
+from prover.policy import ProofAttempt, ProofRequest, ProvingPolicy
+from prover.trace import generate_trace
+
+_log = get_logger("keeper.engine.worker")
+
+# Revert reasons that mean "someone else already executed this epoch": our job lost the
+# race (or a retry of our own landed), it did not fail.
+SUPERSEDING_REASONS = ("output epoch != current epoch", "fact already consumed")
+_TRANSIENT = (
+    ChainUnreachableError,
+    NonceError,
+    ReceiptTimeoutError,
+    SendUncertainError,
+    TransactionRejectedError,
+    FeeAboveCeilingError,  # fees move; the ceiling is the operator's, so retry then give up
+)
+
+
+@dataclass(frozen=True)
+class ProgramIdentity:
+    """What this keeper proves: the compiled program and its two hashes."""
+
+    compiled: dict[str, Any]
+    program_hash: int  # Poseidon over the bytecode: direct (Stone, dev) facts
+    child_program_hash: int  # Pedersen chain: bootloaded (Atlantic) facts
+
+
+class JobWorker:
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        ledger: Ledger,
+        chain: ChainClient,
+        dev_prover: DevProver | None,
+        program: ProgramIdentity,
+        work_dir: Path,
+        dev_security_bits: int,
+        metrics: KeeperMetrics | None = None,
+        max_attempts: int = 5,
+        receipt_timeout_s: float = 60.0,
+        fact_wait_s: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._jobs = jobs
+        self._ledger = ledger
+        self._chain = chain
+        # Set by the daemon after construction: the policy reports to on_proof_attempt.
+        self.proving: ProvingPolicy | None = None
+        self._dev = dev_prover
+        self._program = program
+        self._work_dir = work_dir
+        self._dev_bits = dev_security_bits
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._receipt_timeout_s = receipt_timeout_s
+        self._fact_wait_s = fact_wait_s
+        self._clock = clock
+        self.accepted: AcceptedProvers | None = None  # set by the daemon from governance
+        self._proving_job: Job | None = None
+
+    # ---------------------------------------------------------------------- dispatch
+    async def step(self, job: Job) -> Job:
+        handlers: dict[JobState, Callable[[Job], Awaitable[Job]]] = {
+            JobState.DETECTED: self._trace,
+            JobState.TRACED: self._prove,
+            JobState.PROVING: self._prove,
+            JobState.PROVED: self._register_fact,
+            JobState.FACT_REGISTERED: self._submit,
+            JobState.SUBMITTED: self._confirm,
+        }
+        handler = handlers[job.state]
+        with bind_job(job_id=job.id, epoch=job.epoch, state=job.state.value):
+            try:
+                return await handler(job)
+            except (ShuttingDownError, StoreError):
+                raise  # shutdown, or a store we cannot write: the daemon's business
+            except StaleJobState:
+                return self._jobs.require(job.id)  # moved meanwhile: the next step re-reads
+            except InfeasibleAllocation as exc:
+                return self._fail(job, exc.code, str(exc))
+            except _TRANSIENT as exc:
+                return self._retry_or_fail(job, exc.code, str(exc))
+            except WouldRevertError as exc:
+                return self._after_revert(job, exc.reason, sent=False)
+            except ProverError as exc:
+                # A prover that crashed or an Atlantic outage may pass; bad input will not.
+                if isinstance(exc, InputError):
+                    return self._fail(job, exc.code, str(exc))
+                return self._retry_or_fail(job, exc.code, str(exc))
+            except KeeperError as exc:
+                # Not transient: a wrong answer from the chain, bad calldata, a registrar
+                # that refuses this keeper. The job fails with the reason; the keeper lives.
+                return self._fail(job, exc.code, str(exc))
+
+    def _fail(self, job: Job, code: str, reason: str) -> Job:
+        _log.error("job.failed", code=code, reason=reason)
+        return self._jobs.fail(self._jobs.require(job.id), code, reason)
+
+    def _retry_or_fail(self, job: Job, code: str, reason: str) -> Job:
+        current = self._jobs.require(job.id)
+        attempts = self._jobs.record_attempt_failure(current, code, reason)
+        if attempts >= self._max_attempts:
+            return self._fail(current, code, f"gave up after {attempts} attempts: {reason}")
+        _log.warning("job.attempt_failed", code=code, reason=reason, attempts=attempts)
+        return self._jobs.require(job.id)
+
+    def _after_revert(self, job: Job, reason: str, *, sent: bool) -> Job:
+        current = self._jobs.require(job.id)
+        if any(r in reason for r in SUPERSEDING_REASONS):
+            _log.info("job.superseded", reason=reason, sent=sent)
+            return self._jobs.supersede(current, f"the router refused: {reason}")
+        return self._fail(current, "reverted" if sent else "would_revert", reason)
+
+    async def _epoch_moved(self, job: Job) -> RouterState | None:
+        """The router state when it is still at the job's epoch, else None (superseded)."""
+        state = await self._chain.router_state()
+        return state if state.epoch == job.epoch else None
+
+    # ---------------------------------------------------------------------- states
+    async def _trace(self, job: Job) -> Job:
+        inputs, state = await self._chain.allocation_inputs()
+        if state.epoch != job.epoch:
+            return self._jobs.supersede(job, f"the router is at epoch {state.epoch}")
+        trace_dir = self._work_dir / job.id.replace(":", "_") / "trace"
+        started = time.monotonic()
+        result, cpu_s = await asyncio.to_thread(_trace_in_thread, inputs, trace_dir)
+        wall = time.monotonic() - started
+        self._ledger.record(
+            None,
+            CostEntry(
+                job_id=job.id,
+                kind="trace",
+                prover=None,
+                outcome="ok",
+                wall_s=wall,
+                cpu_s=cpu_s,
+                n_steps=result.n_steps,
+            ),
+        )
+        _log.info("job.traced", n_steps=result.n_steps, steps=result.steps, seconds=round(wall, 3))
+        job = self._jobs.advance(
+            job,
+            JobState.TRACED,
+            inputs_json=json.dumps(inputs.to_json()),
+            output_json=json.dumps([str(v) for v in result.output]),
+            trace_dir=str(result.dir),
+            n_steps=result.n_steps,
+            program_hash=hex(self._program.program_hash),
+        )
+        faults.crash_point("traced")
+        return job
+
+    async def _prove(self, job: Job) -> Job:
+        if job.state == JobState.TRACED:
+            job = self._jobs.advance(job, JobState.PROVING)
+        accepted = self.accepted
+        if accepted is None or not accepted.provers:
+            # The daemon halts before this; a job must never prove for nothing.
+            return self._retry_or_fail(job, "no_accepted_prover", "no prover's proof is accepted")
+        policy = accepted.effective_policy
+        output = job.output
+        if policy == "dev":
+            fact = facts.direct_fact(self._program.program_hash, output)
+            job = self._jobs.advance(
+                job,
+                JobState.PROVED,
+                prover="dev",
+                fact_hash=hex(fact),
+                security_bits=self._dev_bits,
+            )
+            faults.crash_point("proved")
+            return job
+        if self.proving is None:
+            return self._fail(job, "no_prover", f"policy {policy} has no prover configured")
+        # A FAILED Atlantic query stays bound to its dedupId: each new attempt gets its own
+        # key, while a restart in the middle of one attempt reuses it (and finds the query).
+        request = ProofRequest(
+            trace_dir=Path(str(job.trace_dir)), idempotency_key=f"{job.id}#{job.attempts}"
+        )
+
+        self._proving_job = job
+        try:
+            outcome = await self.proving.prove(request, policy=policy)
+        finally:
+            self._proving_job = None
+        if outcome.prover != "dev" and self._metrics is not None:
+            self._metrics.proof_done(outcome.prover, outcome.seconds)
+        job = self._jobs.advance(
+            job,
+            JobState.PROVED,
+            prover=outcome.prover,
+            proof_path=None if outcome.proof_path is None else str(outcome.proof_path),
+            fact_hash=hex(outcome.fact_hash),
+            security_bits=outcome.security_bits,
+            atlantic_query_id=(None if outcome.atlantic is None else outcome.atlantic.query_id),
+        )
+        faults.crash_point("proved")
+        return job
+
+    def on_proof_attempt(self, attempt: ProofAttempt) -> None:
+        """ProvingPolicy's ``on_attempt``: one ledger row per attempt of the job in proof."""
+        job = self._proving_job
+        if job is None:
+            _log.error("proof_attempt_without_job", prover=attempt.prover)
+            return
+        stone = attempt.prover == "stone"
+        if attempt.outcome != "ok" and self._metrics is not None and attempt.prover == "stone":
+            self._metrics.fallback("stone", "atlantic")
+        self._ledger.record(
+            None,
+            CostEntry(
+                job_id=job.id,
+                kind="proof",
+                prover=attempt.prover,
+                outcome="ok" if attempt.outcome == "ok" else "failed",
+                reason=attempt.reason
+                if attempt.outcome != "skipped"
+                else f"skipped: {attempt.reason}",
+                wall_s=attempt.seconds,
+                cpu_s=attempt.cost.cpu_seconds if stone else None,
+                proof_bytes=attempt.proof_bytes,
+                n_steps=job.n_steps,
+                atlantic_price=None if attempt.cost.price is None else float(attempt.cost.price),
+            ),
+        )
+
+    async def _register_fact(self, job: Job) -> Job:
+        state = await self._epoch_moved(job)
+        if state is None:
+            return self._jobs.supersede(
+                job, "the router's epoch moved before the fact was registered"
+            )
+        fact = int(str(job.fact_hash), 16)
+        gov = state.governance
+        existing = await self._chain.fact_verifications(gov.fact_registry, fact)
+        if any(v.security_bits >= gov.min_security_bits for v in existing):
+            _log.info("job.fact_already_registered", fact_hash=hex(fact))
+            return self._jobs.advance(job, JobState.FACT_REGISTERED, detail="already registered")
+        if job.prover in ("dev", "stone") and self._dev is not None:
+            # dev: no proof exists; stone on a devnet: verified locally, and the devnet's
+            # DevFactRegistry stands in for Integrity (DevProver refuses any real chain).
+            bits = job.security_bits if job.security_bits is not None else self._dev_bits
+            if bits < gov.min_security_bits:
+                return self._fail(
+                    job,
+                    "too_few_security_bits",
+                    f"the proof has {bits} security bits; the router requires "
+                    f"{gov.min_security_bits}: raise prover.dev_security_bits or the Stone "
+                    "parameters",
+                )
+            proof = await self._dev.register(
+                job.output, program_hash=self._program.program_hash, security_bits=bits
+            )
+            self._record_fee(job, "fact_registration", proof.tx)
+            job = self._jobs.advance(
+                job, JobState.FACT_REGISTERED, fact_tx_hash=hex(proof.tx.tx_hash)
+            )
+            faults.crash_point("fact_registered")
+            return job
+        if job.prover == "atlantic":
+            # Atlantic's PROOF_VERIFICATION_ON_L2 registers the fact in Integrity itself,
+            # some time after the proof: wait for it (the job is left untouched, so its
+            # updated_at is when it was proved) up to the Atlantic deadline.
+            waited = (self._clock() - datetime.fromisoformat(job.updated_at)).total_seconds()
+            if waited < self._fact_wait_s:
+                _log.info("job.waiting_for_fact", fact_hash=hex(fact), waited_s=round(waited))
+                return job
+            return self._fail(
+                job,
+                "fact_not_registered",
+                f"Atlantic's on-chain verification of fact {fact:#x} did not appear in the "
+                f"registry within {self._fact_wait_s:.0f} s (prover.atlantic_deadline_s); "
+                f"check query {job.atlantic_query_id} in Atlantic",
+            )
+        return self._fail(
+            job,
+            "no_fact_registrar",
+            "this proof's fact is not registered and this keeper cannot register it on this "
+            "chain (submitting local Stone proofs to Integrity is not supported yet): use "
+            "prover.policy = atlantic_only with atlantic_result = PROOF_VERIFICATION_ON_L2",
+        )
+
+    async def _submit(self, job: Job) -> Job:
+        state = await self._chain.router_state()
+        fact = int(str(job.fact_hash), 16)
+        if state.epoch != job.epoch:
+            return await self._resolve_moved_epoch(job, fact, state)
+        current = job
+
+        async def persist_hash(tx_hash: int) -> None:
+            nonlocal current
+            current = self._jobs.advance(current, JobState.SUBMITTED, submit_tx_hash=hex(tx_hash))
+            faults.crash_point("submitted_before_broadcast")
+
+        tx_hash = await self._chain.submit(
+            [self._chain.execute_allocation_call(job.output)],
+            purpose="execute_allocation",
+            before_send=persist_hash,
+        )
+        _log.info("job.submitted", tx_hash=hex(tx_hash))
+        faults.crash_point("submitted")
+        return self._jobs.require(job.id)
+
+    async def _resolve_moved_epoch(self, job: Job, fact: int, state: RouterState) -> Job:
+        if await self._chain.is_fact_consumed(fact):
+            # Our fact executed: a transaction of ours landed whose receipt we never saw.
+            _log.info("job.confirmed_from_chain", router_epoch=state.epoch)
+            return self._jobs.advance(
+                job, JobState.CONFIRMED, detail="the router consumed our fact (receipt not seen)"
+            )
+        return self._jobs.supersede(
+            job, f"the router moved to epoch {state.epoch} without our fact"
+        )
+
+    async def _confirm(self, job: Job) -> Job:
+        tx_hash = int(str(job.submit_tx_hash), 16)
+        outcome = await self._chain.wait(tx_hash, self._receipt_timeout_s)
+        if outcome is None:
+            attempts = self._jobs.record_attempt_failure(
+                job, "receipt_pending", f"no receipt for {tx_hash:#x} yet"
+            )
+            if attempts < self._max_attempts:
+                return self._jobs.require(job.id)
+            # The transaction never landed (dropped, or broadcast never happened): look at
+            # the chain, then either confirm or prepare a new submission.
+            fact = int(str(job.fact_hash), 16)
+            state = await self._chain.router_state()
+            current = self._jobs.require(job.id)
+            if state.epoch != job.epoch:
+                return await self._resolve_moved_epoch(current, fact, state)
+            return self._jobs.advance(
+                current,
+                JobState.FACT_REGISTERED,
+                detail=f"transaction {tx_hash:#x} never landed; submitting again",
+            )
+        self._record_fee(job, "execution", outcome)
+        if not outcome.succeeded:
+            return self._after_revert(job, outcome.revert_reason or "reverted", sent=True)
+        job = self._jobs.advance(job, JobState.CONFIRMED, detail=f"block {outcome.block_number}")
+        _log.info(
+            "job.confirmed",
+            tx_hash=hex(tx_hash),
+            block=outcome.block_number,
+            fee=str(outcome.actual_fee_amount),
+            unit=outcome.actual_fee_unit,
+        )
+        faults.crash_point("confirmed")
+        return job
+
+    def _record_fee(
+        self, job: Job, kind: Literal["fact_registration", "execution"], outcome: TxOutcome
+    ) -> None:
+        self._ledger.record(
+            None,
+            CostEntry(
+                job_id=job.id,
+                kind=kind,
+                prover=job.prover,
+                outcome="ok" if outcome.succeeded else "failed",
+                reason=outcome.revert_reason,
+                fee_amount=outcome.actual_fee_amount,
+                fee_unit=outcome.actual_fee_unit,
+                tx_hash=outcome.tx_hash,
+            ),
+        )
+        if self._metrics is not None:
+            self._metrics.fee_paid(kind, outcome.actual_fee_amount, outcome.actual_fee_unit)
+
+
+def _trace_in_thread(inputs: AllocationInputs, trace_dir: Path) -> tuple[Any, float]:
+    """Trace, and the CPU seconds of this thread alone (the event loop keeps running)."""
+    cpu = time.thread_time()
+    result = generate_trace(inputs, trace_dir)
+    return result, time.thread_time() - cpu

@@ -1,0 +1,362 @@
+"""Rebalance jobs: one per (router, epoch), with explicit persisted states.
+
+    detected → traced → proving → proved → fact_registered → submitted → confirmed
+        any open state → failed (reason) | superseded (the epoch moved on-chain)
+
+This module is the only place that moves a job from one state to the next, and every
+move is one store transaction that also appends a ``job_transitions`` row. A move names
+the state it expects to leave: if another task (or a second keeper process sharing the
+store) moved the job meanwhile, the move fails with ``StaleJobState`` instead of
+overwriting. The job id ``<router>:<epoch>`` is the idempotency key of everything that is
+retried for it (the Atlantic dedupId among them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlite_utils
+
+from keeper.core.errors import KeeperError
+from keeper.store.db import Store
+
+
+class JobState(StrEnum):
+    DETECTED = "detected"
+    TRACED = "traced"
+    PROVING = "proving"
+    PROVED = "proved"
+    FACT_REGISTERED = "fact_registered"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+TERMINAL: frozenset[JobState] = frozenset(
+    {JobState.CONFIRMED, JobState.FAILED, JobState.SUPERSEDED}
+)
+# States in which nothing of the job has reached the chain: a reorg that removes the
+# triggering event may cancel these (a submitted transaction is left to its receipt).
+OFF_CHAIN: frozenset[JobState] = frozenset(
+    {JobState.DETECTED, JobState.TRACED, JobState.PROVING, JobState.PROVED}
+)
+_FORWARD: dict[JobState, JobState] = {
+    JobState.DETECTED: JobState.TRACED,
+    JobState.TRACED: JobState.PROVING,
+    JobState.PROVING: JobState.PROVED,
+    JobState.PROVED: JobState.FACT_REGISTERED,
+    JobState.FACT_REGISTERED: JobState.SUBMITTED,
+    JobState.SUBMITTED: JobState.CONFIRMED,
+}
+# The one move back: a submission whose transaction never landed is prepared again.
+# (A proof attempt that died with the process needs none: ``proving`` is re-entered.)
+_BACK: dict[JobState, frozenset[JobState]] = {
+    JobState.SUBMITTED: frozenset({JobState.FACT_REGISTERED}),
+}
+
+
+def allowed(src: JobState, dst: JobState) -> bool:
+    if src in TERMINAL:
+        return False
+    if dst in (JobState.FAILED, JobState.SUPERSEDED):
+        return True
+    if src == JobState.FACT_REGISTERED and dst == JobState.CONFIRMED:
+        return True  # the chain shows our fact executed (e.g. tx hash lost in a crash)
+    if src == JobState.SUBMITTED and dst == JobState.CONFIRMED:
+        return True
+    return _FORWARD.get(src) == dst or dst in _BACK.get(src, frozenset())
+
+
+class JobError(KeeperError):
+    code = "job"
+
+
+class StaleJobState(JobError):
+    code = "stale_job_state"
+
+
+class IllegalTransition(JobError):
+    code = "illegal_transition"
+
+
+def job_id(router: int, epoch: int) -> str:
+    return f"{router:#x}:{epoch}"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    router: str
+    epoch: int
+    state: JobState
+    trigger: str
+    trigger_event_id: int | None
+    trigger_block: int | None
+    prover: str | None
+    inputs_json: str | None
+    output_json: str | None
+    trace_dir: str | None
+    n_steps: int | None
+    proof_path: str | None
+    fact_hash: str | None
+    program_hash: str | None
+    security_bits: int | None
+    atlantic_query_id: str | None
+    fact_tx_hash: str | None
+    submit_tx_hash: str | None
+    attempts: int
+    failure_code: str | None
+    failure_reason: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def output(self) -> list[int]:
+        if self.output_json is None:
+            raise JobError(f"job {self.id} has no program output yet (state {self.state})")
+        return [int(v) for v in json.loads(self.output_json)]
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        if self.inputs_json is None:
+            raise JobError(f"job {self.id} has no inputs yet (state {self.state})")
+        data: dict[str, Any] = json.loads(self.inputs_json)
+        return data
+
+    @property
+    def is_open(self) -> bool:
+        return self.state not in TERMINAL
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+
+# Columns a transition may set besides state (everything else is fixed at creation).
+_MUTABLE = frozenset(
+    {
+        "prover",
+        "inputs_json",
+        "output_json",
+        "trace_dir",
+        "n_steps",
+        "proof_path",
+        "fact_hash",
+        "program_hash",
+        "security_bits",
+        "atlantic_query_id",
+        "fact_tx_hash",
+        "submit_tx_hash",
+        "failure_code",
+        "failure_reason",
+    }
+)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore:
+    """Persistence and transitions of jobs. Every method is one transaction (or joins the
+    caller's, so a job can be created together with marking its event processed)."""
+
+    def __init__(self, store: Store, clock: Clock = _utcnow) -> None:
+        self._store = store
+        self._clock = clock
+
+    def _now(self) -> str:
+        return self._clock().isoformat(timespec="milliseconds")
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, jid: str) -> Job | None:
+        rows = self._store.query("SELECT * FROM jobs WHERE id = ?", (jid,))
+        return Job.from_row(rows[0]) if rows else None
+
+    def require(self, jid: str) -> Job:
+        job = self.get(jid)
+        if job is None:
+            raise JobError(f"no job {jid} in the store")
+        return job
+
+    def open_jobs(self) -> list[Job]:
+        terminal = tuple(s.value for s in TERMINAL)
+        rows = self._store.query(
+            f"SELECT * FROM jobs WHERE state NOT IN ({','.join('?' * len(terminal))}) "
+            "ORDER BY epoch, created_at",
+            terminal,
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def open_epochs(self, router: int) -> frozenset[int]:
+        return frozenset(j.epoch for j in self.open_jobs() if int(j.router, 16) == router)
+
+    def for_epoch(self, router: int, epoch: int) -> Job | None:
+        return self.get(job_id(router, epoch))
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._store.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
+    def transitions(self, jid: str) -> list[tuple[str | None, str]]:
+        rows = self._store.query(
+            "SELECT from_state, to_state FROM job_transitions WHERE job_id = ? ORDER BY id",
+            (jid,),
+        )
+        return [(r["from_state"], r["to_state"]) for r in rows]
+
+    # -- writes ---------------------------------------------------------------------------
+    def create(
+        self,
+        router: int,
+        epoch: int,
+        trigger: str,
+        *,
+        trigger_event_id: int | None = None,
+        trigger_block: int | None = None,
+    ) -> Job | None:
+        """Create the job for (router, epoch); ``None`` when one exists (open or not).
+
+        One job per epoch ever: a failed epoch is not retried by a new job behind the
+        operator's back; it stays failed with its reason until the epoch moves on or the
+        operator retries it (``retry``).
+        """
+        jid = job_id(router, epoch)
+        now = self._now()
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO jobs (id, router, epoch, state, trigger, trigger_event_id,"
+                " trigger_block, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    jid,
+                    f"{router:#x}",
+                    epoch,
+                    JobState.DETECTED.value,
+                    trigger,
+                    trigger_event_id,
+                    trigger_block,
+                    now,
+                    now,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return None
+            self._log_transition(db, jid, None, JobState.DETECTED, f"trigger={trigger}", now)
+        return self.require(jid)
+
+    def advance(self, job: Job, to: JobState, *, detail: str = "", **columns: Any) -> Job:
+        """Move ``job`` from the state it was read in to ``to`` and set ``columns``."""
+        if not allowed(job.state, to):
+            raise IllegalTransition(f"job {job.id}: {job.state} → {to} is not a legal move")
+        unknown = set(columns) - _MUTABLE
+        if unknown:
+            raise JobError(f"job {job.id}: cannot set {sorted(unknown)}")
+        now = self._now()
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        sets = f"state = ?, attempts = 0, updated_at = ?{', ' if columns else ''}{assignments}"
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND state = ?",
+                (to.value, now, *columns.values(), job.id, job.state.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleJobState(
+                    f"job {job.id} is no longer in state {job.state} (moved by another task "
+                    "or process); re-read it"
+                )
+            self._log_transition(db, job.id, job.state, to, detail, now)
+        return self.require(job.id)
+
+    def fail(self, job: Job, code: str, reason: str) -> Job:
+        return self.advance(
+            job,
+            JobState.FAILED,
+            detail=f"{code}: {reason}",
+            failure_code=code,
+            failure_reason=reason,
+        )
+
+    def supersede(self, job: Job, reason: str) -> Job:
+        return self.advance(
+            job,
+            JobState.SUPERSEDED,
+            detail=reason,
+            failure_code="superseded",
+            failure_reason=reason,
+        )
+
+    def record_attempt_failure(self, job: Job, code: str, reason: str) -> int:
+        """Count a failed attempt in the job's current state; returns the new count."""
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET attempts = attempts + 1, failure_code = ?, failure_reason = ?,"
+                " updated_at = ? WHERE id = ? AND state = ?",
+                (code, reason, self._now(), job.id, job.state.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleJobState(f"job {job.id} is no longer in state {job.state}")
+        return self.require(job.id).attempts
+
+    def set_columns(self, job: Job, **columns: Any) -> Job:
+        """Record progress inside a state (e.g. the Atlantic query id) without moving it."""
+        unknown = set(columns) - _MUTABLE
+        if unknown:
+            raise JobError(f"job {job.id}: cannot set {sorted(unknown)}")
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ? AND state = ?",
+                (*columns.values(), self._now(), job.id, job.state.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleJobState(f"job {job.id} is no longer in state {job.state}")
+        return self.require(job.id)
+
+    def rollback_after_block(self, db: sqlite_utils.Database, block_number: int) -> int:
+        """Within the stream's rollback transaction: supersede the jobs whose triggering
+        event was in a block after ``block_number`` and that have not reached the chain."""
+        off_chain = tuple(s.value for s in OFF_CHAIN)
+        rows = list(
+            db.query(
+                f"SELECT id, state FROM jobs WHERE trigger_block > ? AND state IN "
+                f"({','.join('?' * len(off_chain))})",
+                (block_number, *off_chain),
+            )
+        )
+        now = self._now()
+        reason = f"the triggering event was rolled back (reorg after block {block_number})"
+        for row in rows:
+            db.execute(
+                "UPDATE jobs SET state = ?, failure_code = 'rolled_back', failure_reason = ?,"
+                " updated_at = ? WHERE id = ?",
+                (JobState.SUPERSEDED.value, reason, now, row["id"]),
+            )
+            self._log_transition(
+                db, row["id"], JobState(row["state"]), JobState.SUPERSEDED, reason, now
+            )
+        return len(rows)
+
+    @staticmethod
+    def _log_transition(
+        db: sqlite_utils.Database,
+        jid: str,
+        src: JobState | None,
+        dst: JobState,
+        detail: str,
+        now: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO job_transitions (job_id, from_state, to_state, detail, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (jid, None if src is None else src.value, dst.value, detail, now),
+        )

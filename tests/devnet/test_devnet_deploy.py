@@ -1,0 +1,156 @@
+"""`obsqra-keeper devnet deploy`: a real deployment, its record, and a second run that
+finds everything in place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from keeper.cli import main as cli
+from keeper.core.errors import ConfigError
+from keeper.devnet import deploy as devnet_deploy
+from tests.contracts.conftest import (
+    CHILD_PROGRAM_HASH,
+    DEPLOY_PARAMS,
+    PROGRAM_HASH,
+    ROOT,
+)
+from tests.support.devnet import Devnet
+
+pytestmark = pytest.mark.devnet
+
+
+def run_deploy(devnet: Devnet, out: Path, *extra: str) -> int:
+    return cli.main(
+        [
+            "devnet",
+            "deploy",
+            "--rpc-url",
+            devnet.url,
+            "--params",
+            str(DEPLOY_PARAMS),
+            "--out",
+            str(out),
+            "--contracts-dir",
+            str(ROOT / "contracts" / "target"),
+            "--program-hash",
+            hex(PROGRAM_HASH),
+            "--child-program-hash",
+            hex(CHILD_PROGRAM_HASH),
+            *extra,
+        ]
+    )
+
+
+def test_cli_deploy_twice_reuses_everything(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "devnet.json"
+    assert run_deploy(devnet, out) == 0
+    first = json.loads(out.read_text())
+    first_stderr = capsys.readouterr().err
+    assert "deployed  contract StrategyRouterV2" in first_stderr
+
+    assert run_deploy(devnet, out) == 0
+    second = json.loads(out.read_text())
+    second_out = capsys.readouterr()
+
+    assert second["contracts"] == first["contracts"]
+    assert "deployed" not in second_out.err
+    assert " set  " not in second_out.err
+    for name in devnet_deploy.CONTRACT_NAMES:
+        assert f"{name} 0x" in second_out.out
+    assert first["chain_id"] == hex(int(devnet.rpc("starknet_chainId"), 16))
+    assert first["deployer"] == hex(devnet.accounts[0].address)
+    assert first["program_hash"] == hex(PROGRAM_HASH)
+    assert first["roles"]["keepers"] == [hex(devnet.accounts[1].address)]
+    assert first["block_number"] > 0
+
+
+async def test_changed_governance_value_is_converged(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "devnet.json"
+    params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
+    deployment, _ = await devnet_deploy.deploy_devnet(
+        devnet.url, params, contract_artifacts, out, program_hash=1, child_program_hash=2
+    )
+    changed = devnet_deploy.DeployParams(
+        metrics=params.metrics,
+        model_params=params.model_params,
+        router={**params.router, "drift_threshold_bps": 123},
+        oracle=params.oracle,
+        keepers=params.keepers,
+        registrar=params.registrar,
+    )
+    again, report = await devnet_deploy.deploy_devnet(
+        devnet.url, changed, contract_artifacts, out, program_hash=1, child_program_hash=3
+    )
+    actions = dict(report)
+    assert again.contracts == deployment.contracts
+    assert actions["StrategyRouterV2.drift_threshold_bps = 123"] == "set"
+    assert actions["StrategyRouterV2.child_program_hash = 3"] == "set"
+    assert actions["StrategyRouterV2.program_hash = 1"] == "unchanged"
+    gov = await devnet_deploy.call_view(
+        devnet_deploy_client(devnet), again.address("StrategyRouterV2"), "get_governance_params"
+    )
+    assert gov[1] == 123
+    assert gov[7] == 3
+
+
+def devnet_deploy_client(devnet: Devnet) -> object:
+    from starknet_py.net.full_node_client import FullNodeClient
+
+    return FullNodeClient(node_url=devnet.url)
+
+
+def test_deploy_params_report_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        "[router]\nmax_single_bps = 0\nbogus = 1\n\n"
+        "[[protocols]]\nutilization_bps = 20000\nvolatility_bps = 1\nliquidity_tier = 0\n"
+        "audit_score = 50\nage_days = 1\napy_bps = 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        devnet_deploy.load_deploy_params(bad)
+    problems = "\n".join(info.value.problems)
+    assert "router.max_single_bps" in problems
+    assert "router.bogus" in problems
+    assert "protocols[0].utilization_bps" in problems
+
+
+def test_cli_missing_params_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        [
+            "devnet",
+            "deploy",
+            "--rpc-url",
+            "http://127.0.0.1:9",
+            "--params",
+            str(tmp_path / "none.toml"),
+            "--program-hash",
+            "0x1",
+            "--child-program-hash",
+            "0x2",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "none.toml does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_cli_bad_program_hash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["devnet", "deploy", "--rpc-url", "http://x", "--program-hash", "xyz"])
+    assert info.value.code == 2
+    assert "not an integer" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Job states: legal moves only, one transaction per move, no lost or doubled jobs."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keeper.store.db import open_store
+from keeper.store.jobs import (
+    OFF_CHAIN,
+    TERMINAL,
+    IllegalTransition,
+    JobState,
+    JobStore,
+    StaleJobState,
+    allowed,
+    job_id,
+)
+
+ROUTER = 0xABC
+HAPPY = [
+    JobState.TRACED,
+    JobState.PROVING,
+    JobState.PROVED,
+    JobState.FACT_REGISTERED,
+    JobState.SUBMITTED,
+    JobState.CONFIRMED,
+]
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> JobStore:
+    return JobStore(open_store(tmp_path / "k.sqlite3"))
+
+
+def test_happy_path_is_logged_move_by_move(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 7, "request", trigger_event_id=3, trigger_block=10)
+    assert job is not None and job.id == "0xabc:7" and job.state == JobState.DETECTED
+    job = jobs.advance(job, JobState.TRACED, output_json="[1, 2]", n_steps=4096)
+    for state in HAPPY[1:]:
+        job = jobs.advance(job, state)
+    assert job.state == JobState.CONFIRMED and job.output == [1, 2] and job.n_steps == 4096
+    moves = zip(["detected", *[s.value for s in HAPPY[:-1]]], [s.value for s in HAPPY], strict=True)
+    assert jobs.transitions(job.id) == [(None, "detected"), *moves]
+    assert jobs.open_jobs() == []
+
+
+def test_one_job_per_epoch(jobs: JobStore) -> None:
+    assert jobs.create(ROUTER, 1, "interval") is not None
+    assert jobs.create(ROUTER, 1, "request") is None
+    failed = jobs.fail(jobs.require(job_id(ROUTER, 1)), "infeasible", "max_single too low")
+    assert jobs.create(ROUTER, 1, "drift") is None
+    assert failed.failure_code == "infeasible"
+    assert jobs.create(ROUTER, 2, "drift") is not None
+    assert jobs.open_epochs(ROUTER) == frozenset({2})
+
+
+def test_a_move_from_a_stale_read_is_refused(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 1, "request")
+    assert job is not None
+    jobs.advance(job, JobState.TRACED)
+    with pytest.raises(StaleJobState):
+        jobs.advance(job, JobState.TRACED)
+    assert jobs.transitions(job.id)[-1] == ("detected", "traced")
+    assert len(jobs.transitions(job.id)) == 2
+
+
+def test_illegal_moves_are_refused(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 1, "request")
+    assert job is not None
+    with pytest.raises(IllegalTransition):
+        jobs.advance(job, JobState.SUBMITTED)
+    done = jobs.supersede(job, "epoch moved")
+    with pytest.raises(IllegalTransition):
+        jobs.advance(done, JobState.TRACED)
+
+
+@given(st.sampled_from(list(JobState)), st.sampled_from(list(JobState)))
+def test_transition_table(src: JobState, dst: JobState) -> None:
+    ok = allowed(src, dst)
+    if src in TERMINAL:
+        assert not ok
+    elif dst in (JobState.FAILED, JobState.SUPERSEDED):
+        assert ok
+    elif dst == JobState.DETECTED:
+        assert not ok
+    # Nothing skips ahead past the fact, except a confirmation read from the chain.
+    if ok and dst in (JobState.SUBMITTED, JobState.CONFIRMED):
+        assert src in (JobState.FACT_REGISTERED, JobState.SUBMITTED)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(list(JobState)), max_size=12))
+def test_any_sequence_of_moves_keeps_the_log_consistent(
+    tmp_path_factory: pytest.TempPathFactory, moves: list[JobState]
+) -> None:
+    jobs = JobStore(open_store(tmp_path_factory.mktemp("s") / "k.sqlite3"))
+    job = jobs.create(ROUTER, 1, "request")
+    assert job is not None
+    for dst in moves:
+        if allowed(job.state, dst):
+            job = jobs.advance(job, dst)
+        else:
+            with pytest.raises(IllegalTransition):
+                jobs.advance(job, dst)
+    log = jobs.transitions(job.id)
+    assert log[-1][1] == job.state.value
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(log))
+
+
+def test_attempts_count_per_state_and_reset_on_move(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 1, "request")
+    assert job is not None
+    assert jobs.record_attempt_failure(job, "rpc", "timeout") == 1
+    assert jobs.record_attempt_failure(job, "rpc", "timeout") == 2
+    job = jobs.advance(jobs.require(job.id), JobState.TRACED)
+    assert job.attempts == 0
+
+
+def test_reorg_supersedes_only_off_chain_jobs_after_the_fork(jobs: JobStore) -> None:
+    early = jobs.create(ROUTER, 1, "request", trigger_block=5)
+    late = jobs.create(ROUTER, 2, "request", trigger_block=9)
+    sent = jobs.create(ROUTER, 3, "request", trigger_block=9)
+    assert early and late and sent
+    for state in HAPPY[:5]:
+        sent = jobs.advance(sent, state)
+    assert sent.state == JobState.SUBMITTED and sent.state not in OFF_CHAIN
+    with jobs._store.transaction() as db:
+        assert jobs.rollback_after_block(db, 6) == 1
+    assert jobs.require(early.id).state == JobState.DETECTED
+    assert jobs.require(late.id).state == JobState.SUPERSEDED
+    assert jobs.require(late.id).failure_code == "rolled_back"
+    assert jobs.require(sent.id).state == JobState.SUBMITTED
+
+
+def test_create_joins_the_callers_transaction(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "k.sqlite3")
+    jobs = JobStore(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        jobs.create(ROUTER, 1, "request")
+        raise RuntimeError("consumer failed after creating the job")
+    assert jobs.get(job_id(ROUTER, 1)) is None
