@@ -51,10 +51,10 @@ from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.http_client import ServerError
 from starknet_py.net.signer.key_pair import KeyPair
 
+from keeper.chain.governance import GovernanceParams
 from keeper.core.config import ChainConfig, Secrets
 from keeper.core.errors import ChainError, KeeperError
 from keeper.core.logs import get_logger
-from keeper.engine.policy import GovernanceParams
 from prover.model import AllocationInputs, ModelParams, ProtocolInputs
 
 FIELD_PRIME = 2**251 + 17 * 2**192 + 1

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keeper.chain.client import RouterState, Verification, VerifierConfig
+from keeper.chain.governance import GovernanceParams
 from keeper.engine.daemon import retry_delay
-from keeper.engine.policy import GovernanceParams
 from keeper.engine.worker import JobWorker, ProgramIdentity
 from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobState, JobStore

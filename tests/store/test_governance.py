@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keeper.chain.governance import GovernanceParams
 from keeper.cli.main import main
-from keeper.engine.policy import GovernanceParams
 from keeper.store.db import Store, open_store
 from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
 from prover.model import ModelParams
