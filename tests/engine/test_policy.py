@@ -10,16 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.chain.governance import GovernanceParams, param_names
 from keeper.engine.policy import (
     BPS,
     Decision,
-    GovernanceParams,
     RouterSnapshot,
     accepted_provers,
     decide,
     drift_bps,
     halt_reason,
-    param_names,
 )
 
 ROUTER_SOURCE = Path(__file__).parents[2] / "contracts" / "src" / "strategy_router_v2.cairo"
