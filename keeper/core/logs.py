@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -63,6 +64,20 @@ class SecretRedactor:
 
 
 redact_secrets = SecretRedactor()
+
+
+def display_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, for messages and logs: RPC providers put API keys
+    in the path or the query (``/v3/KEY``, ``?apikey=``), and user info is a password."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not host:
+        return "<invalid URL>"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
 
 LogFormat = Literal["auto", "json", "console"]
 

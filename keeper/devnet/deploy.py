@@ -26,6 +26,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from keeper.core.errors import ChainError, ConfigError, UsageError
+from keeper.core.logs import display_url
 
 CONTRACT_NAMES = ("RiskEngine", "DevFactRegistry", "StrategyRouterV2")
 PACKAGE = "obsqra"
@@ -288,10 +289,11 @@ def predeployed_accounts(rpc_url: str) -> list[DevnetAccount]:
     try:
         reply = httpx.post(rpc_url, json=payload, timeout=30).json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise ChainError(f"cannot reach starknet-devnet at {rpc_url}: {exc}") from exc
+        raise ChainError(f"cannot reach starknet-devnet at {display_url(rpc_url)}: {exc}") from exc
     if "result" not in reply:
         raise ChainError(
-            f"{rpc_url} did not answer devnet_getPredeployedAccounts ({reply.get('error')}): "
+            f"{display_url(rpc_url)} did not answer devnet_getPredeployedAccounts "
+            f"({reply.get('error')}): "
             "is it a starknet-devnet?"
         )
     return [
@@ -469,7 +471,9 @@ async def deploy_devnet(
 
     accounts = predeployed_accounts(rpc_url)
     if not accounts:
-        raise ChainError(f"{rpc_url} has no predeployed accounts (start devnet with --accounts)")
+        raise ChainError(
+            f"{display_url(rpc_url)} has no predeployed accounts (start devnet with --accounts)"
+        )
     client = FullNodeClient(node_url=rpc_url)
     chain_id = int(await client.get_chain_id(), 16)
     account = make_account(rpc_url, accounts[0], chain_id)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 
-from keeper.chain.client import (
+from keeper.chain import (
     CallFailedError,
     ChainClient,
     TxOutcome,
@@ -32,7 +32,7 @@ from keeper.chain.client import (
     encode_short_string,
 )
 from keeper.core.errors import KeeperError
-from keeper.core.logs import bind_job, get_logger
+from keeper.core.logs import bind_job, display_url, get_logger
 from prover import facts
 
 DEV_VERIFIER_CONFIG = VerifierConfig("dev", "dev", "dev", "dev")
@@ -64,16 +64,16 @@ class DevProver:
     async def ensure_devnet(self) -> None:
         """Raise DevProverRefusedError unless the node is a starknet-devnet."""
         url = self._chain.rpc_url
+        shown = display_url(url)  # the URL may carry a provider key
         info = await self._chain.check_chain()
         if info.chain_id == _MAINNET:
             raise DevProverRefusedError(
-                f"the dev prover never runs on {chain_name(info.chain_id)} ({url}): use a real "
+                f"the dev prover never runs on {chain_name(info.chain_id)} ({shown}): use a real "
                 "prover policy (stone_then_atlantic)"
             )
-        config = await _devnet_config(url)
-        if config is None:
+        if not await is_starknet_devnet(url):
             raise DevProverRefusedError(
-                f"{url} ({info.chain_name}) is not a starknet-devnet (it does not serve "
+                f"{shown} ({info.chain_name}) is not a starknet-devnet (it does not serve "
                 "devnet_getConfig): the dev prover registers unproven facts and runs on a "
                 "devnet only; set prover.policy to a real prover for this chain"
             )
@@ -124,12 +124,14 @@ class DevProver:
             )
 
 
-async def _devnet_config(url: str) -> dict[str, Any] | None:
+async def is_starknet_devnet(url: str) -> bool:
+    """Whether the node at ``url`` is a starknet-devnet: it serves ``devnet_getConfig``
+    (its chain id alone cannot tell; a devnet answers SN_SEPOLIA by default)."""
     payload = {"jsonrpc": "2.0", "id": 1, "method": "devnet_getConfig"}
     try:
         async with httpx.AsyncClient(timeout=_GATE_TIMEOUT_S) as http:
             reply = (await http.post(url, json=payload)).json()
     except (httpx.HTTPError, ValueError):
-        return None
+        return False
     result = reply.get("result") if isinstance(reply, dict) else None
-    return result if isinstance(result, dict) else None
+    return isinstance(result, dict)

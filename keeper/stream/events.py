@@ -1,10 +1,11 @@
 """Typed events of StrategyRouterV2 and RiskEngine, and their pure decoder.
 
 Layout (contracts/README.md, "Events"): ``keys[0] = sn_keccak(name)``, then the
-``#[key]`` members in order, then ``data`` in order; integers, addresses and short strings
-are one felt each, ``bool`` is 0/1, a struct is its members in order and a ``Span`` is its
-length then its items. The decoders are written by hand against that layout (fast, and
-every check has a reason); tests cross-check them with the ABI JSON in keeper/abi/.
+``#[key]`` members, then ``data``. Which members are keys, their order and their Cairo
+types come from the ABIs in keeper/abi/ (keeper.chain.abi); what the keeper makes of each
+member is the typed mapping ``_MEMBERS`` below. Following an ABI change means editing
+that mapping and the dataclasses, never offsets; a mapping that no longer matches the ABI
+raises ChainError ``abi_mismatch`` at the first decode (``check_event_abis`` at start-up).
 
 ``decode_event`` never guesses: a payload that does not match exactly (wrong length,
 integer out of range, non-ASCII short string, unknown selector) raises ``DecodeError`` with
@@ -13,18 +14,20 @@ the reason, and the stream quarantines it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from starknet_py.hash.selector import get_selector_from_name
 
+from keeper.chain.abi import EventLayout, event_layout
+from keeper.chain.codec import FIELD_PRIME
+from keeper.chain.errors import UnexpectedAnswerError
+from keeper.chain.shapes import BOOL, INT, SHORT_STRING, Items, Record, Shape
 from keeper.stream.errors import DecodeError
 from prover.model import ModelParams, ProtocolInputs
 
-FIELD_PRIME = 2**251 + 17 * 2**192 + 1
-_U32 = 2**32
-_U64 = 2**64
 _SPAN_MAX = 1024  # longer than any allocation the router accepts; guards a hostile length
 
 ContractKind = Literal["router", "risk_engine"]
@@ -152,121 +155,56 @@ def event_name(kind: ContractKind, keys: Sequence[int]) -> str | None:
     return None
 
 
-class _Reader:
-    """Reads typed values off a felt list; any mismatch is a DecodeError naming the field."""
-
-    def __init__(self, values: Sequence[int], where: str) -> None:
-        self._values = values
-        self._pos = 0
-        self._where = where
-
-    def felt(self, name: str) -> int:
-        if self._pos >= len(self._values):
-            raise DecodeError(f"{self._where}: too short, {name} missing")
-        value = self._values[self._pos]
-        self._pos += 1
-        return value
-
-    def uint(self, name: str, bound: int) -> int:
-        value = self.felt(name)
-        if value >= bound:
-            bits = bound.bit_length() - 1
-            raise DecodeError(f"{self._where}: {name}={hex(value)} does not fit in {bits} bits")
-        return value
-
-    def boolean(self, name: str) -> bool:
-        value = self.felt(name)
-        if value not in (0, 1):
-            raise DecodeError(f"{self._where}: {name}={hex(value)} is not a bool (0 or 1)")
-        return value == 1
-
-    def short_string(self, name: str) -> str:
-        value = self.felt(name)
-        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-        text = raw.decode("latin-1")
-        if len(raw) > 31 or not raw.isascii() or not text.isprintable():
-            raise DecodeError(f"{self._where}: {name}={hex(value)} is not a printable short string")
-        return text
-
-    def u32_span(self, name: str) -> tuple[int, ...]:
-        length = self.felt(f"{name} length")
-        if length > _SPAN_MAX:
-            raise DecodeError(f"{self._where}: {name} length {length} exceeds {_SPAN_MAX}")
-        return tuple(self.uint(f"{name}[{i}]", _U32) for i in range(length))
-
-    def model_params(self, name: str) -> ModelParams:
-        return ModelParams(*(self.uint(f"{name}[{i}]", _U32) for i in range(12)))
-
-    def protocol_inputs(self) -> ProtocolInputs:
-        return ProtocolInputs(*(self.uint(f"metrics[{i}]", _U32) for i in range(6)))
-
-    def end(self) -> None:
-        extra = len(self._values) - self._pos
-        if extra:
-            raise DecodeError(f"{self._where}: {extra} unexpected trailing felt(s)")
-
-
-_Decoder = Callable[[ContractKind, _Reader, _Reader, EventMeta], Event]
-
-
-def _rebalance_requested(_: ContractKind, k: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return RebalanceRequested(meta, k.uint("epoch", _U64), d.felt("requester"))
-
-
-def _allocation_executed(_: ContractKind, k: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return AllocationExecuted(
-        meta,
-        epoch=k.uint("epoch", _U64),
-        fact_hash=d.felt("fact_hash"),
-        allocation=d.u32_span("allocation"),
-        prover_kind=d.short_string("prover_kind"),
-    )
-
-
-def _governance_params_updated(_: ContractKind, k: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return GovernanceParamsUpdated(
-        meta, k.short_string("param"), d.felt("old_value"), d.felt("new_value")
-    )
-
-
-def _keeper_updated(_: ContractKind, k: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return KeeperUpdated(meta, k.felt("keeper"), d.boolean("enabled"))
-
-
-def _ownership_transferred(kind: ContractKind, _: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return OwnershipTransferred(meta, kind, d.felt("previous_owner"), d.felt("new_owner"))
-
-
-def _metrics_updated(_: ContractKind, k: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return MetricsUpdated(
-        meta,
-        index=k.uint("index", _U32),
-        metrics=d.protocol_inputs(),
-        protocol_count=d.uint("protocol_count", _U32),
-        commitment=d.felt("commitment"),
-    )
-
-
-def _model_params_updated(_: ContractKind, __: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return ModelParamsUpdated(
-        meta, d.model_params("old_params"), d.model_params("new_params"), d.felt("commitment")
-    )
-
-
-def _oracle_updated(_: ContractKind, __: _Reader, d: _Reader, meta: EventMeta) -> Event:
-    return OracleUpdated(meta, d.felt("old_oracle"), d.felt("new_oracle"))
-
-
-_DECODERS: dict[str, _Decoder] = {
-    "RebalanceRequested": _rebalance_requested,
-    "AllocationExecuted": _allocation_executed,
-    "GovernanceParamsUpdated": _governance_params_updated,
-    "KeeperUpdated": _keeper_updated,
-    "OwnershipTransferred": _ownership_transferred,
-    "MetricsUpdated": _metrics_updated,
-    "ModelParamsUpdated": _model_params_updated,
-    "OracleUpdated": _oracle_updated,
+_ABI_CONTRACTS: dict[ContractKind, str] = {
+    "router": "StrategyRouterV2",
+    "risk_engine": "RiskEngine",
 }
+
+# The typed mapping: event -> (dataclass, what the keeper makes of each ABI member).
+# OwnershipTransferred also gets ``contract`` (both contracts emit it); every event ``meta``.
+_MEMBERS: dict[str, tuple[Callable[..., Event], Mapping[str, Shape]]] = {
+    "RebalanceRequested": (RebalanceRequested, {"epoch": INT, "requester": INT}),
+    "AllocationExecuted": (
+        AllocationExecuted,
+        {"epoch": INT, "fact_hash": INT, "allocation": Items(INT), "prover_kind": SHORT_STRING},
+    ),
+    "GovernanceParamsUpdated": (
+        GovernanceParamsUpdated,
+        {"param": SHORT_STRING, "old_value": INT, "new_value": INT},
+    ),
+    "KeeperUpdated": (KeeperUpdated, {"keeper": INT, "enabled": BOOL}),
+    "OwnershipTransferred": (OwnershipTransferred, {"previous_owner": INT, "new_owner": INT}),
+    "MetricsUpdated": (
+        MetricsUpdated,
+        {
+            "index": INT,
+            "metrics": Record(ProtocolInputs),
+            "protocol_count": INT,
+            "commitment": INT,
+        },
+    ),
+    "ModelParamsUpdated": (
+        ModelParamsUpdated,
+        {"old_params": Record(ModelParams), "new_params": Record(ModelParams), "commitment": INT},
+    ),
+    "OracleUpdated": (OracleUpdated, {"old_oracle": INT, "new_oracle": INT}),
+}
+
+
+@functools.cache
+def _layouts() -> dict[tuple[ContractKind, str], EventLayout]:
+    return {
+        (kind, name): event_layout(
+            _ABI_CONTRACTS[kind], name, _MEMBERS[name][1], max_array_len=_SPAN_MAX
+        )
+        for kind in CONTRACT_KINDS
+        for name in EVENT_NAMES[kind]
+    }
+
+
+def check_event_abis() -> None:
+    """Bind every followed event's mapping to its ABI now (ChainError ``abi_mismatch``)."""
+    _layouts()
 
 
 def decode_event(
@@ -280,12 +218,13 @@ def decode_event(
     if name is None:
         selector = hex(keys[0]) if keys else "none (no keys)"
         raise DecodeError(f"unknown {contract_kind} event selector {selector}")
-    key_reader = _Reader(keys[1:], f"{name} keys")
-    data_reader = _Reader(data, f"{name} data")
-    event = _DECODERS[name](contract_kind, key_reader, data_reader, meta)
-    key_reader.end()
-    data_reader.end()
-    return event
+    try:
+        members = _layouts()[(contract_kind, name)].decode(keys[1:], data)
+    except UnexpectedAnswerError as exc:
+        raise DecodeError(exc.message) from None
+    if name == "OwnershipTransferred":
+        members["contract"] = contract_kind
+    return _MEMBERS[name][0](meta=meta, **members)
 
 
 def parse_felts(values: Sequence[object], what: str) -> tuple[int, ...]:

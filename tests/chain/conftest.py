@@ -15,7 +15,7 @@ from starknet_py.net.account.account import Account
 from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.signer.key_pair import KeyPair
 
-from keeper.chain.client import ChainClient
+from keeper.chain import ChainClient
 from keeper.core.config import ChainConfig, Secrets
 from keeper.devnet import deploy as devnet_deploy
 

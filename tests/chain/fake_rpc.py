@@ -1,5 +1,6 @@
-"""A minimal JSON-RPC stand-in: answers the methods it is given, "method not found" to
-the rest. Runs in a thread on a free port (tests only)."""
+"""Stand-in nodes (tests only): a minimal JSON-RPC server answering the methods it is
+given ("method not found" to the rest), or any HTTP handler; each runs in a thread on a
+free port."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` at the yielded http://127.0.0.1:PORT URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @contextmanager
@@ -38,12 +53,5 @@ def serve_rpc(answers: Mapping[str, Any]) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(Handler) as url:
+        yield url

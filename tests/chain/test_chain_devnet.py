@@ -9,7 +9,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from keeper.chain.client import (
+from keeper.chain import (
     ChainClient,
     FeeAboveCeilingError,
     ShuttingDownError,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starknet_py.net.client_models import EstimatedFee, PriceUnit
 
-from keeper.chain.client import max_fee_of, parse_chain_id, resource_bounds_for
+from keeper.chain import max_fee_of, resource_bounds_for
 
 _GAS = st.integers(0, 10**9)
 _PRICE = st.integers(0, 10**15)
@@ -49,9 +49,3 @@ def test_bound_covers_the_estimate_and_stays_within_multiplier_squared(
     pairs = zip(values[0::2], values[1::2], strict=True)
     ceiling = sum((amount * m + 1) * (price * m + 1) for amount, price in pairs)
     assert fee.overall_fee * m <= bound <= ceiling
-
-
-def test_chain_ids_as_short_string_or_hex() -> None:
-    assert parse_chain_id("SN_SEPOLIA") == int.from_bytes(b"SN_SEPOLIA", "big")
-    assert parse_chain_id("0x534e5f5345504f4c4941") == parse_chain_id("SN_SEPOLIA")
-    assert parse_chain_id(" SN_MAIN ") == int.from_bytes(b"SN_MAIN", "big")

@@ -10,7 +10,7 @@ import pytest
 from eth_keyfile.keyfile import create_keyfile_json
 from pydantic import SecretStr
 
-from keeper.chain.client import SignerError, load_signer
+from keeper.chain import SignerError, load_signer
 from keeper.core.config import ChainConfig, Secrets, load_secrets
 
 PRIVATE_KEY = 0x71D7BB07B9A64F6F78AC4C816AFF4DA9

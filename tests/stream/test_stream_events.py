@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.chain import FIELD_PRIME
+from keeper.core.errors import ChainError
 from keeper.stream.errors import DecodeError
 from keeper.stream.events import (
     EVENT_NAMES,
-    FIELD_PRIME,
     SELECTORS,
     AllocationExecuted,
     ContractKind,
@@ -25,13 +25,13 @@ from keeper.stream.events import (
     OracleUpdated,
     OwnershipTransferred,
     RebalanceRequested,
+    check_event_abis,
     decode_event,
     parse_felts,
 )
 from prover.model import ModelParams, ProtocolInputs
+from tests.chain.abi_files import abi_dir, clear_caches, entry, load, save
 from tests.stream.payloads import encode, meta
-
-ROOT = Path(__file__).resolve().parents[2]
 
 felts = st.integers(min_value=0, max_value=FIELD_PRIME - 1)
 u32 = st.integers(min_value=0, max_value=2**32 - 1)
@@ -69,6 +69,12 @@ risk_events = st.one_of(
     st.builds(OracleUpdated, metas, felts, felts),
     st.builds(OwnershipTransferred, metas, st.just("risk_engine"), felts, felts),
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _abis_parsed() -> None:
+    # Parsing the ABIs takes starknet_py seconds: once, not inside a timed example.
+    check_event_abis()
 
 
 def kind_of(event: Event) -> ContractKind:
@@ -110,9 +116,16 @@ def test_truncated_or_extended_payloads_are_rejected(event: Event, draw: st.Data
         ("router", [SELECTORS["KeeperUpdated"], 5], [2], "enabled=0x2 is not a bool"),
         ("router", [SELECTORS["GovernanceParamsUpdated"], 0x0A], [1, 2], "not a printable"),
         ("router", [SELECTORS["AllocationExecuted"], 1], [9, 5000, 1], "allocation length 5000"),
+        ("router", [SELECTORS["AllocationExecuted"], 1], [9, 2**250, 1], r"exceeds 1024"),
         ("router", [SELECTORS["AllocationExecuted"], 1], [9, 2, 1], "too short"),
         ("router", [SELECTORS["RebalanceRequested"], 1], [FIELD_PRIME], "not a field element"),
-        ("risk_engine", [SELECTORS["MetricsUpdated"], 0], [2**32] + [0] * 7, r"metrics\[0\]"),
+        (
+            "risk_engine",
+            [SELECTORS["MetricsUpdated"], 0],
+            [2**32] + [0] * 7,
+            r"MetricsUpdated data: metrics.utilization_bps=0x100000000 does not fit in 32 bits",
+        ),
+        ("router", [SELECTORS["OwnershipTransferred"], 1], [1, 2], r"keys: 1 unexpected trailing"),
     ],
 )
 def test_malformed_payload_reason(
@@ -130,64 +143,47 @@ def test_parse_felts_rejects_non_hex() -> None:
         parse_felts(["0xzz"], "data")
 
 
-# -- cross-check with the ABI the contracts build writes (keeper/abi/<Contract>.json) --------
-_ABI_FILES: dict[ContractKind, str] = {"router": "StrategyRouterV2", "risk_engine": "RiskEngine"}
-# Felts each ABI member type takes in our layout (Span: length + items, checked separately).
-_FELT_WIDTH = {
-    "core::integer::u32": 1,
-    "core::integer::u64": 1,
-    "core::felt252": 1,
-    "core::bool": 1,
-    "core::starknet::contract_address::ContractAddress": 1,
-}
+# -- the ABIs (keeper/abi/<Contract>.json) drive the layout -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def abis(contract_artifacts: object) -> dict[ContractKind, list[dict[str, Any]]]:
-    # contract_artifacts runs the build, which rewrites keeper/abi/ when sources changed.
-    return {
-        kind: json.loads((ROOT / "keeper" / "abi" / f"{name}.json").read_text())
-        for kind, name in _ABI_FILES.items()
-    }
-
-
-def _struct_width(abi: list[dict[str, Any]], type_name: str) -> int:
-    if type_name in _FELT_WIDTH:
-        return _FELT_WIDTH[type_name]
-    for item in abi:
-        if item.get("type") == "struct" and item["name"] == type_name:
-            return sum(_struct_width(abi, m["type"]) for m in item["members"])
-    raise AssertionError(f"unknown ABI type {type_name}")
-
-
-def _abi_events(abi: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    return {
-        item["name"].rsplit("::", 1)[-1]: item["members"]
-        for item in abi
-        if item.get("type") == "event" and item.get("kind") == "struct"
-    }
+def test_every_followed_event_is_in_the_shipped_abis() -> None:
+    check_event_abis()
 
 
 @pytest.mark.devnet
-@pytest.mark.parametrize("kind", ["router", "risk_engine"])
-def test_decoders_match_the_abi_layout(
-    kind: ContractKind, abis: dict[ContractKind, list[dict[str, Any]]]
+def test_the_freshly_built_abis_match_the_typed_mapping(contract_artifacts: object) -> None:
+    # contract_artifacts runs the build, which rewrites keeper/abi/ when sources changed.
+    clear_caches()
+    check_event_abis()
+
+
+def _router_event(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return entry(entries, "event", f"::StrategyRouterV2::{name}")
+
+
+def test_a_member_moved_to_the_keys_is_read_from_the_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every followed event exists in the ABI, and a payload of the ABI's exact width
-    (keys and data, Spans as length+items) decodes: the hand-written layout is the ABI's."""
-    abi = abis[kind]
-    events = _abi_events(abi)
-    assert set(EVENT_NAMES[kind]) <= set(events)
-    for name in EVENT_NAMES[kind]:
-        keys = [SELECTORS[name]]
-        data: list[int] = []
-        for member in events[name]:
-            target = keys if member["kind"] == "key" else data
-            if member["type"].startswith("core::array::Span::"):
-                target += [2, 10, 20]
-            elif member["type"] == "core::felt252" and member["name"] in ("param", "prover_kind"):
-                target.append(int.from_bytes(b"direct", "big"))
-            else:
-                target += [1] * _struct_width(abi, member["type"])
-        decoded = decode_event(kind, keys, data, meta(1, 0, 0))
-        assert type(decoded).__name__ == name
+    """Following an ABI change takes no offsets: the ABI says where each member is."""
+    with abi_dir(tmp_path, monkeypatch):
+        entries = load(tmp_path, "StrategyRouterV2")
+        for member in _router_event(entries, "RebalanceRequested")["members"]:
+            member["kind"] = "key"
+        save(tmp_path, "StrategyRouterV2", entries)
+        event = RebalanceRequested(meta(1, 0, 0), epoch=4, requester=0xAB)
+        keys = [SELECTORS["RebalanceRequested"], 4, 0xAB]
+        assert decode_event("router", keys, [], event.meta) == event
+        with pytest.raises(DecodeError, match="RebalanceRequested keys: too short, requester"):
+            decode_event("router", [SELECTORS["RebalanceRequested"], 4], [0xAB], event.meta)
+
+
+def test_a_renamed_member_stops_the_decoder_instead_of_quarantining_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with abi_dir(tmp_path, monkeypatch):
+        entries = load(tmp_path, "StrategyRouterV2")
+        _router_event(entries, "KeeperUpdated")["members"][1]["name"] = "is_enabled"
+        save(tmp_path, "StrategyRouterV2", entries)
+        with pytest.raises(ChainError, match="is_enabled") as caught:
+            decode_event("router", [SELECTORS["RebalanceRequested"], 1], [2], meta(1, 0, 0))
+        assert caught.value.code == "abi_mismatch"

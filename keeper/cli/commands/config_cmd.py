@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
+from keeper.cli.options import add_config_option
 from keeper.core.config import config_path_from, load_config
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="TOML config file (default: $KEEPER_CONFIG)",
-    )
+from keeper.core.logs import display_url
 
 
 def register(sub: Any) -> None:
@@ -40,7 +32,8 @@ def _check(args: argparse.Namespace) -> int:
     secrets = [name for name, value in cfg.redacted()["secrets"].items() if value == "<set>"]
     print(
         f"config ok: {path or 'environment only'}; chain {cfg.chain.chain_id} at "
-        f"{cfg.chain.rpc_url}; router {cfg.chain.router_address}; stream {cfg.stream.source}; "
+        f"{display_url(cfg.chain.rpc_url)}; router {cfg.chain.router_address}; "
+        f"stream {cfg.stream.source}; "
         f"prover {cfg.prover.policy}; store {cfg.store.path}; "
         f"secrets: {', '.join(secrets) or 'none'}"
     )

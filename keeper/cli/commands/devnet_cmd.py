@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from keeper.chain import FIELD_PRIME
 from keeper.core.errors import UsageError
 
 
@@ -65,7 +66,7 @@ def _felt(text: str) -> int:
         value = int(text, 0)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer (0x… or decimal)") from exc
-    if not 0 <= value < 2**251 + 17 * 2**192 + 1:
+    if not 0 <= value < FIELD_PRIME:
         raise argparse.ArgumentTypeError(f"{text} is not a field element")
     return value
 

@@ -1,14 +1,25 @@
-"""decode_revert_reason on texts captured from a real node, hand-written ones and
-generated ones. (test_chain_devnet.py checks the live path end to end.)"""
+"""keeper.chain.reverts: decode_revert_reason on texts captured from a real node,
+hand-written ones and generated ones (test_chain_devnet.py checks the live path end to
+end); the text and nonce detection of starknet-py's ClientError."""
 
 from __future__ import annotations
 
 import json
 
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
+from starknet_py.net.client_errors import ClientError
 
-from keeper.chain.client import decode_revert_reason, decode_short_string, encode_short_string
+from keeper.chain import decode_revert_reason, encode_short_string
+from keeper.chain.reverts import (
+    MARKERS,
+    NO_REASON,
+    error_text,
+    is_http_failure,
+    is_nonce_error,
+    rpc_code,
+)
 
 ROUTER = "0x49d36570d4e46f48e99674bd3fcc84644ddd6b96f7c741b1562b82f9e004dc7"
 CLASS = "0x5b4b537eaa2399e3aa99c4e2e0208ebd6c71bc1467938cd52c798c601e43564"
@@ -146,8 +157,14 @@ def test_numbers_and_addresses_are_not_mistaken_for_text() -> None:
     )
 
 
-def test_empty_text_still_gives_a_reason() -> None:
-    assert decode_revert_reason("") == "(no reason given)"
+@pytest.mark.parametrize("text", ["", " \n ", ".", "...", "Failure reason: . \n.."])
+def test_text_without_a_reason_says_so(text: str) -> None:
+    # Issue 12: "." gave "" (the closing full stop was stripped and nothing was left).
+    assert decode_revert_reason(text) == NO_REASON
+
+
+def test_a_line_of_full_stops_does_not_hide_the_reason_above_it() -> None:
+    assert decode_revert_reason("Out of gas.\n.") == "Out of gas"
 
 
 def test_very_long_unknown_text_is_shortened() -> None:
@@ -158,7 +175,7 @@ _TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="'\"\\"),
     min_size=3,
     max_size=31,
-).filter(lambda s: any(c.isalpha() for c in s) and s.strip() == s and s != "ENTRYPOINT_FAILED")
+).filter(lambda s: any(c.isalpha() for c in s) and s.strip() == s and s not in MARKERS)
 
 
 @given(reason=_TEXT, rendered=st.booleans(), frames=st.integers(0, 4))
@@ -174,10 +191,47 @@ def test_any_short_string_panic_is_recovered(reason: str, rendered: bool, frames
 
 
 @given(st.text(max_size=400))
+@example(".")
 def test_decoding_never_fails_and_never_returns_nothing(text: str) -> None:
-    assert decode_revert_reason(text)
+    assert decode_revert_reason(text).strip()
 
 
-@given(_TEXT)
-def test_short_string_round_trip(text: str) -> None:
-    assert decode_short_string(encode_short_string(text)) == text
+def test_error_text_walks_the_structured_frames_but_not_their_addresses() -> None:
+    data = {
+        "transaction_index": 0,
+        "execution_error": {
+            "contract_address": ROUTER,
+            "class_hash": CLASS,
+            "selector": SELECTOR,
+            "error": {"contract_address": ROUTER, "error": "inner failure"},
+        },
+    }
+    exc = ClientError(message="Transaction execution error", code=41, data=data)
+    text = error_text(exc)
+    assert text.splitlines() == [
+        "Client failed with code 41. Message: Transaction execution error.",
+        "inner failure",
+    ]
+    assert ROUTER not in text
+    assert rpc_code(exc) == 41
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "nonce"),
+    [
+        (52, "Invalid transaction nonce", True),
+        (41, REAL_STALE_NONCE, True),
+        (55, "Account validation failed: nonce mismatch, expected 5 got 4", True),
+        (41, "Transaction execution error", False),
+        (None, "nonsense", False),
+    ],
+)
+def test_nonce_errors_are_recognised(code: int | None, message: str, nonce: bool) -> None:
+    assert is_nonce_error(ClientError(message=message, code=code)) is nonce
+
+
+def test_http_failures_carry_the_status_as_a_string() -> None:
+    assert is_http_failure(ClientError(message="Bad Gateway", code="502"))
+    assert not is_http_failure(ClientError(message="Transaction execution error", code=41))
+    assert rpc_code(ClientError(message="Bad Gateway", code="502")) == 502
+    assert rpc_code(ClientError(message="weird", code="x")) is None

@@ -1,0 +1,94 @@
+"""The views the keeper reads, decoded from their ABI outputs into typed values. Pure.
+
+Which contract's ABI describes each view, and what the keeper makes of its answer, is the
+typed mapping below (``_VIEWS``); the felt layout comes from keeper/abi/. A registry's
+verifications are read with DevFactRegistry's ABI, which copies Integrity's FactRegistry
+interface (``get_all_verifications_for_fact_hash``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from keeper.chain.abi import ViewLayout, view_layout
+from keeper.chain.errors import UnexpectedAnswerError
+from keeper.chain.governance import GovernanceParams
+from keeper.chain.shapes import BOOL, INT, SHORT_STRING_OR_HEX, Items, Record, Shape, TupleOf
+from keeper.chain.values import RouterState, Verification, VerifierConfig
+from prover.model import ModelParams, ProtocolInputs
+
+ROUTER = "StrategyRouterV2"
+RISK_ENGINE = "RiskEngine"
+FACT_REGISTRY = "DevFactRegistry"
+
+ROUTER_STATE_VIEWS = (
+    "get_epoch",
+    "get_allocation",
+    "get_governance_params",
+    "last_execution_timestamp",
+)
+
+_VERIFIER_CONFIG = Record(
+    VerifierConfig,
+    layout=SHORT_STRING_OR_HEX,
+    hasher=SHORT_STRING_OR_HEX,
+    stone_version=SHORT_STRING_OR_HEX,
+    memory_verification=SHORT_STRING_OR_HEX,
+)
+
+_VIEWS: dict[str, tuple[str, Shape]] = {
+    "get_epoch": (ROUTER, INT),
+    "get_allocation": (ROUTER, Items(INT)),
+    "get_governance_params": (ROUTER, Record(GovernanceParams)),
+    "last_execution_timestamp": (ROUTER, INT),
+    "is_keeper": (ROUTER, BOOL),
+    "is_fact_consumed": (ROUTER, BOOL),
+    "get_inputs": (RISK_ENGINE, TupleOf(Items(Record(ProtocolInputs)), Record(ModelParams))),
+    "get_inputs_commitment": (RISK_ENGINE, INT),
+    "get_all_verifications_for_fact_hash": (
+        FACT_REGISTRY,
+        Items(Record(Verification, verifier_config=_VERIFIER_CONFIG)),
+    ),
+}
+
+
+@functools.cache
+def _layout(function: str) -> ViewLayout:
+    contract, shape = _VIEWS[function]
+    return view_layout(contract, function, shape)
+
+
+def check_view_abis() -> None:
+    """Bind every view's mapping to its ABI now (ChainError ``abi_mismatch`` if one differs)."""
+    for function in _VIEWS:
+        _layout(function)
+
+
+def decode_view(function: str, felts: Sequence[int]) -> Any:
+    """The typed answer of ``function``; UnexpectedAnswerError when it does not fit."""
+    try:
+        return _layout(function).decode(felts)
+    except UnexpectedAnswerError as exc:
+        raise UnexpectedAnswerError(
+            f"{function} returned {len(felts)} felts that do not fit its ABI ({exc.message}): "
+            "is the configured address the contract version this keeper supports?"
+        ) from None
+
+
+def router_state(answers: Sequence[Sequence[int]], block: int) -> RouterState:
+    """The four ROUTER_STATE_VIEWS answers, in that order, read at ``block``."""
+    epoch, allocation, governance, last_ts = (
+        decode_view(name, felts) for name, felts in zip(ROUTER_STATE_VIEWS, answers, strict=True)
+    )
+    return RouterState(epoch, allocation, governance, last_ts, block)
+
+
+def risk_inputs(felts: Sequence[int]) -> tuple[tuple[ProtocolInputs, ...], ModelParams]:
+    protocols, params = decode_view("get_inputs", felts)
+    return protocols, params
+
+
+def verifications(felts: Sequence[int]) -> list[Verification]:
+    return list(decode_view("get_all_verifications_for_fact_hash", felts))
