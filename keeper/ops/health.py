@@ -1,9 +1,10 @@
 """``/healthz`` and ``/metrics`` on a loopback port (``[health]`` in the config).
 
-A deliberately small HTTP/1.1 server on ``asyncio.start_server``: one GET per connection,
-``Connection: close``, a bounded request head and a read timeout, so neither a slow nor
-a chatty client can hold the keeper up. It runs in the daemon's event loop and reads a
-:class:`HealthState` that the loop updates in place.
+Served by aiohttp's web server in the daemon's event loop; the handlers only read a
+:class:`HealthState` that the loop updates in place and the metrics registry. Only GET
+is answered (405 otherwise, 404 on other paths). A connection that sends no complete
+request within ``idle_timeout_s`` (also the keep-alive limit) is closed, and request
+lines and header fields are bounded, so a slow or chatty client cannot hold anything up.
 
 Status (``/healthz``; also in the JSON body's ``reasons``):
 
@@ -18,16 +19,17 @@ Status (``/healthz``; also in the JSON body's ``reasons``):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from keeper.core.config import HealthConfig
@@ -38,16 +40,6 @@ from keeper.ops.metrics import KeeperMetrics
 HealthStatus = Literal["ok", "degraded", "failing"]
 
 _log = get_logger("keeper.ops.health")
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
 
 
 @dataclass
@@ -64,6 +56,14 @@ class HealthState:
     provers: dict[str, bool] = field(default_factory=dict)
     # Set by the loop just before it exits on a fatal condition (store unwritable…).
     fatal: str | None = None
+    # The node has not answered since then (the loop rides outages out up to the stall
+    # deadline, then exits).
+    node_unreachable_since: float | None = None
+    # Why the current epoch's job is not making progress: failed and waiting for its next
+    # run, or parked until the operator retries it. Each line says what to do.
+    job_problems: list[str] = field(default_factory=list)
+    # Atlantic refuses queries for lack of credit: what it said, since when.
+    atlantic_out_of_credit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,12 @@ def assess(
         )
     elif silent_s > thresholds.stall_deadline_s / 2:
         degraded.append(f"{what} for {silent_s:.0f} s (over half the stall deadline)")
+    if state.node_unreachable_since is not None:
+        down_s = now - state.node_unreachable_since
+        degraded.append(f"the node has not answered for {down_s:.0f} s")
+    degraded.extend(state.job_problems)
+    if state.atlantic_out_of_credit:
+        degraded.append(state.atlantic_out_of_credit)
     lag = state.stream_lag_blocks
     if lag is not None and lag > thresholds.lag_degraded_blocks:
         degraded.append(f"stream lags the chain head by {lag} blocks")
@@ -121,24 +127,44 @@ def health_report(state: HealthState, thresholds: HealthThresholds, now: float) 
         "last_event_at": _iso(state.last_event_at),
         "last_successful_job_at": _iso(state.last_successful_job_at),
         "provers": {name: {"available": up} for name, up in sorted(state.provers.items())},
+        "jobs": state.job_problems,
         "uptime_s": round(max(now - state.started_at, 0.0), 1),
     }
 
 
-def _response(status: int, body: bytes, content_type: str, extra: str = "") -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        f"{extra}"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+_NOT_FOUND = "not found; try /healthz or /metrics\n"
 
 
-def _text(status: int, message: str, extra: str = "") -> bytes:
-    return _response(status, (message + "\n").encode(), "text/plain; charset=utf-8", extra)
+class _QuietBadRequests(logging.Filter):
+    """A malformed request already got its 400: no error and traceback in the journal for
+    it (aiohttp's would quote the client's request line or headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
+_http_log = logging.getLogger("keeper.ops.health.http")
+_http_log.addFilter(_QuietBadRequests())
+
+
+@web.middleware
+async def _get_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """405 for any method but GET (whatever the path), and a 404 that names the routes."""
+    if request.method != "GET":
+        raise web.HTTPMethodNotAllowed(
+            request.method, ["GET"], text=f"method {request.method} not allowed\n"
+        )
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return web.Response(status=404, text=_NOT_FOUND)
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Cache-Control"] = "no-store"  # a scraper must never see a cached status
 
 
 class HealthServer:
@@ -152,22 +178,19 @@ class HealthServer:
         host: str = "127.0.0.1",
         port: int = 0,
         thresholds: HealthThresholds | None = None,
-        read_timeout_s: float = 5.0,
-        max_request_bytes: int = 8192,
-        max_connections: int = 32,
+        idle_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``idle_timeout_s``: a connection without a complete request for this long is
+        closed (a silent client, or an idle keep-alive one)."""
         self.state = state
         self._metrics = metrics
         self._host = host
         self._requested_port = port
         self._thresholds = thresholds or HealthThresholds()
-        self._read_timeout_s = read_timeout_s
-        self._max_request_bytes = max_request_bytes
-        self._max_connections = max_connections
+        self._idle_timeout_s = idle_timeout_s
         self._clock = clock
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
 
     @classmethod
     def from_config(
@@ -189,21 +212,36 @@ class HealthServer:
     @property
     def port(self) -> int:
         """The bound port (the real one when 0 was asked for)."""
-        if self._server is None or not self._server.sockets:
+        addresses = [] if self._runner is None else self._runner.addresses
+        if not addresses:
             raise RuntimeError("the health server is not started")
-        port: int = self._server.sockets[0].getsockname()[1]
+        port: int = addresses[0][1]
         return port
 
     def set_thresholds(self, thresholds: HealthThresholds) -> None:
         """New thresholds after a config reload."""
         self._thresholds = thresholds
 
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[_get_only])
+        app.router.add_get("/healthz", self._healthz, allow_head=False)
+        app.router.add_get("/metrics", self._exposition, allow_head=False)
+        app.on_response_prepare.append(_no_store)
+        return app
+
     async def start(self) -> None:
+        runner = web.AppRunner(
+            self._app(),
+            access_log=None,  # one line per scrape would drown the keeper's own lines
+            logger=_http_log,
+            keepalive_timeout=self._idle_timeout_s,
+            shutdown_timeout=self._idle_timeout_s,
+        )
+        await runner.setup()
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self._host, self._requested_port, limit=self._max_request_bytes
-            )
+            await web.TCPSite(runner, self._host, self._requested_port).start()
         except OSError as exc:
+            await runner.cleanup()
             raise ConfigError(
                 [
                     f"health: cannot listen on {self._host}:{self._requested_port}: "
@@ -211,18 +249,14 @@ class HealthServer:
                     "or set health.enabled = false)"
                 ]
             ) from exc
+        self._runner = runner
         _log.info("health_listening", host=self._host, port=self.port)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        if self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening, close every connection (idle keep-alive ones included)."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     async def __aenter__(self) -> HealthServer:
         await self.start()
@@ -236,51 +270,16 @@ class HealthServer:
     ) -> None:
         await self.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            if len(self._handlers) > self._max_connections:
-                response = _text(503, "too many connections")
-            else:
-                response = await self._respond(reader)
-            if response:
-                writer.write(response)
-                async with asyncio.timeout(self._read_timeout_s):
-                    await writer.drain()
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away or stopped reading; nothing to tell it
-        finally:
-            self._handlers.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(self._read_timeout_s):
-                    await writer.wait_closed()
+    async def _healthz(self, request: web.Request) -> web.Response:
+        report = health_report(self.state, self._thresholds, self._clock())
+        return web.Response(
+            status=503 if report["status"] == "failing" else 200,
+            body=json.dumps(report, separators=(",", ":")).encode(),
+            content_type="application/json",
+        )
 
-    async def _respond(self, reader: asyncio.StreamReader) -> bytes:
-        try:
-            async with asyncio.timeout(self._read_timeout_s):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            return _text(408, "request not received in time")
-        except asyncio.LimitOverrunError:
-            return _text(431, f"request head larger than {self._max_request_bytes} bytes")
-        except asyncio.IncompleteReadError:
-            return b""  # closed before a full request: nobody to answer
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return _text(400, "malformed request line")
-        method, target, _version = parts
-        if method != "GET":
-            return _text(405, f"method {method} not allowed", "Allow: GET\r\n")
-        path = target.split("?", 1)[0]
-        if path == "/healthz":
-            report = health_report(self.state, self._thresholds, self._clock())
-            body = json.dumps(report, separators=(",", ":")).encode()
-            status = 503 if report["status"] == "failing" else 200
-            return _response(status, body, "application/json")
-        if path == "/metrics":
-            return _response(200, self._metrics.exposition(), CONTENT_TYPE_LATEST)
-        return _text(404, "not found; try /healthz or /metrics")
+    async def _exposition(self, request: web.Request) -> web.Response:
+        # CONTENT_TYPE_LATEST carries parameters (version, charset): set as a raw header.
+        return web.Response(
+            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

@@ -85,6 +85,17 @@ class KeeperMetrics:
             ["prover"],
             registry=reg,
         )
+        self._parked = Gauge(
+            "keeper_jobs_parked",
+            "Epochs whose job is parked: failed, and a money rule stopped automatic runs "
+            "(obsqra-keeper jobs retry EPOCH).",
+            registry=reg,
+        )
+        self._atlantic_out_of_credit = Gauge(
+            "keeper_atlantic_out_of_credit",
+            "1 while Atlantic refuses queries for lack of credit (no Atlantic call is made).",
+            registry=reg,
+        )
         build = Gauge("keeper_build_info", "The running keeper version.", ["version"], registry=reg)
         build.labels(version=_version()).set(1)
         self._job_states_seen: set[str] = set()
@@ -92,8 +103,11 @@ class KeeperMetrics:
     def event_ingested(self, kind: str) -> None:
         self._events.labels(kind=kind).inc()
 
-    def event_quarantined(self) -> None:
-        self._quarantined.inc()
+    def event_quarantined(self, count: int = 1) -> None:
+        """``count`` events newly set aside (the stream's event log calls this)."""
+        if count < 0:
+            raise ValueError(f"quarantined events must be counted up, got {count!r}")
+        self._quarantined.inc(count)
 
     def job_state_counts(self, counts: Mapping[str, int]) -> None:
         """Set ``keeper_jobs`` from a full count per state; states now absent read 0."""
@@ -125,6 +139,12 @@ class KeeperMetrics:
 
     def prover_available(self, prover: str, available: bool) -> None:
         self._prover_available.labels(prover=prover).set(1 if available else 0)
+
+    def jobs_parked(self, count: int) -> None:
+        self._parked.set(max(count, 0))
+
+    def atlantic_out_of_credit(self, out: bool) -> None:
+        self._atlantic_out_of_credit.set(1 if out else 0)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -6,7 +6,8 @@
 - ``rpc_source.RpcSource`` / ``apibara_source.ApibaraSource``: the two ways to follow the
   chain; each has ``async run()``.
 
-``build_source(config, log)`` picks the configured one.
+``open_event_log(store, config, …)`` opens the log; ``build_source(config, log)`` picks the
+configured source (the RPC one with ``stream.ws_url`` for new-head notifications).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from keeper.stream.eventlog import (
     Cursor,
     EventGoneError,
     EventLog,
+    QuarantineHook,
     RollbackHook,
     StoredEvent,
     StreamStatus,
@@ -44,6 +46,7 @@ __all__ = [
     "EventGoneError",
     "EventLog",
     "EventMeta",
+    "QuarantineHook",
     "ReorgTooDeepError",
     "RollbackHook",
     "RpcSource",
@@ -66,13 +69,19 @@ def contract_addresses(config: KeeperConfig) -> dict[int, ContractKind]:
 
 
 def open_event_log(
-    store: Store, config: KeeperConfig, on_rollback: RollbackHook | None = None
+    store: Store,
+    config: KeeperConfig,
+    on_rollback: RollbackHook | None = None,
+    *,
+    on_quarantine: QuarantineHook | None = None,
 ) -> EventLog:
+    """``on_quarantine(n)``: n events were newly quarantined (the daemon counts them)."""
     return EventLog(
         store,
         source=config.stream.source,
         addresses=contract_addresses(config),
         on_rollback=on_rollback,
+        on_quarantine=on_quarantine,
     )
 
 
@@ -104,4 +113,5 @@ def build_source(
         confirmation_depth=stream.confirmation_depth,
         stall_deadline_s=stream.stall_deadline_s,
         on_progress=on_progress,
+        ws_url=stream.ws_url,
     )

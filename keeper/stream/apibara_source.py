@@ -10,9 +10,11 @@ and heartbeat messages down the data path, so it is not used).
 - ``invalidate``: everything after the invalidate cursor is rolled back (events, quarantine,
   hooks for the jobs they triggered) and the cursor moves back to it.
 - ``heartbeat``: liveness only.
-- A dropped connection reconnects with jittered backoff from the stored cursor. No
-  message at all (heartbeats included) for ``stall_deadline_s`` — whether connected or
-  reconnecting — raises ``StreamStalledError`` (exit 75: systemd restarts the daemon).
+- A dropped connection reconnects from the stored cursor: at once when the connection
+  had delivered messages, then (tenacity) with jittered exponential backoff while
+  reconnecting keeps failing. No message at all (heartbeats included) for
+  ``stall_deadline_s`` — whether connected or reconnecting — raises
+  ``StreamStalledError`` (exit 75: systemd restarts the daemon).
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
 from apibara.protocol.proto import stream_pb2, stream_pb2_grpc
 from apibara.starknet.proto import filter_pb2, starknet_pb2, types_pb2
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from keeper.core.logs import get_logger
-from keeper.stream.backoff import Backoff
 from keeper.stream.errors import StreamDisconnectedError, StreamError, StreamStalledError
 from keeper.stream.eventlog import Block, Cursor, EventLog, RawEvent
 from keeper.stream.events import ContractKind, EventMeta, event_selectors
@@ -44,6 +46,10 @@ _log = get_logger("keeper.stream.apibara")
 
 ChannelFactory = Callable[[str], grpc.aio.Channel]
 Progress = Callable[[str], None]
+
+# Between failed reconnects: full jitter over a window doubling from 0.5 s up to 30 s, with
+# a floor so that a dead server is never hammered; never past the stall deadline.
+_RECONNECT_WAIT = wait_random_exponential(multiplier=0.5, max=30.0, min=0.25)
 
 
 def felt_to_proto(value: int) -> Any:
@@ -151,7 +157,6 @@ class ApibaraSource:
         batch_size: int = 10,
         start_block: int = 0,
         stall_deadline_s: float = 300.0,
-        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         channel_factory: ChannelFactory = _insecure_or_tls,
@@ -166,13 +171,13 @@ class ApibaraSource:
         self._batch_size = batch_size
         self._start_block = start_block
         self._stall_deadline_s = stall_deadline_s
-        self._backoff = backoff or Backoff()
         self._clock = clock
         self._sleep = sleep
         self._channel_factory = channel_factory
         self._on_progress = on_progress
         self._stream_id = 0
         self._last_message = clock()
+        self._messages = 0  # received since start: tells a working connection from a failed one
 
     def starting_cursor(self) -> Cursor | None:
         stored = self._log.cursor()
@@ -185,17 +190,47 @@ class ApibaraSource:
     async def run(self) -> None:
         """Stream until cancelled; StreamStalledError (or a protocol error) ends it."""
         self._last_message = self._clock()
-        while True:
-            try:
-                await self._stream_once()
-            except (grpc.aio.AioRpcError, StreamDisconnectedError) as exc:
-                detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-                self._check_stall()
-                delay = self._backoff.next_delay()
-                _log.warning("stream.disconnected", url=self._url, error=detail, retry_in_s=delay)
-                self._progress("disconnected")
-                await self._sleep(min(delay, self._remaining()))
-                self._check_stall()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((grpc.aio.AioRpcError, StreamDisconnectedError)),
+            wait=lambda state: min(_RECONNECT_WAIT(state), self._remaining()),
+            stop=lambda state: self._remaining() <= 0,
+            before_sleep=self._reconnecting,
+            retry_error_callback=self._give_up,
+            sleep=self._sleep,
+        )
+        while True:  # one retry sequence per outage: it ends when a connection worked
+            async for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self._check_stall()  # the wait may have used up the deadline
+                    await self._stream_until_dropped()
+
+    async def _stream_until_dropped(self) -> None:
+        """One connection. Returns when one that delivered messages drops (the caller
+        reconnects at once); raises when none came (the caller backs off)."""
+        received = self._messages
+        try:
+            await self._stream_once()
+        except (grpc.aio.AioRpcError, StreamDisconnectedError) as exc:
+            if self._messages == received:
+                raise
+            self._disconnected(exc, retry_in_s=0.0)
+
+    def _reconnecting(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        assert isinstance(failure, grpc.aio.AioRpcError | StreamDisconnectedError)
+        self._disconnected(failure, retry_in_s=state.upcoming_sleep)
+
+    def _disconnected(
+        self, exc: grpc.aio.AioRpcError | StreamDisconnectedError, *, retry_in_s: float
+    ) -> None:
+        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        _log.warning("stream.disconnected", url=self._url, error=detail, retry_in_s=retry_in_s)
+        self._progress("disconnected")
+
+    def _give_up(self, state: RetryCallState) -> NoReturn:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        raise self._stalled() from failure
 
     def _remaining(self) -> float:
         return max(0.0, self._stall_deadline_s - (self._clock() - self._last_message))
@@ -244,7 +279,7 @@ class ApibaraSource:
                 if response is grpc.aio.EOF:
                     raise StreamDisconnectedError("Apibara closed the stream")
                 self._last_message = self._clock()
-                self._backoff.reset()
+                self._messages += 1
                 self._handle(response)
         finally:
             await channel.close()

@@ -53,6 +53,9 @@ from keeper.stream.events import (
 )
 
 RollbackHook = Callable[[sqlite_utils.Database, int], None]
+# Told how many events a committed ingest newly quarantined (the daemon counts them in
+# keeper_events_quarantined_total; the stream knows nothing of metrics).
+QuarantineHook = Callable[[int], None]
 KEPT_BLOCK_HASHES = 1024  # newest block hashes kept for reorg detection
 
 _log = get_logger("keeper.stream")
@@ -133,14 +136,17 @@ class EventLog:
         source: str,
         addresses: dict[int, ContractKind] | None = None,
         on_rollback: RollbackHook | None = None,
+        on_quarantine: QuarantineHook | None = None,
     ) -> None:
         """``addresses`` maps contract address -> kind; events from any other address are
         quarantined. Without it, the kind comes from nowhere and every event is quarantined,
-        so sources always pass it."""
+        so sources always pass it. ``on_quarantine(n)`` runs after each ingest that
+        committed n > 0 new quarantined events (replays are not counted again)."""
         self._store = store
         self._source = source
         self._addresses = dict(addresses or {})
         self._hooks: list[RollbackHook] = [] if on_rollback is None else [on_rollback]
+        self._on_quarantine = on_quarantine
 
     @property
     def store(self) -> Store:
@@ -237,6 +243,8 @@ class EventLog:
                 )
             if current is None or end != current:
                 self._set_cursor(db, end)
+        if quarantined and self._on_quarantine is not None:  # committed: count them now
+            self._on_quarantine(quarantined)
         return IngestResult(stored=stored, quarantined=quarantined, skipped=skipped)
 
     def _classify(

@@ -16,14 +16,16 @@ Each poll:
    and the range is discarded and re-read next poll. Otherwise events + cursor (the range
    end and its hash) are ingested in one transaction.
 
-With a WebSocket URL, ``starknet_subscribeNewHeads`` notifications wake the loop as soon
-as a block lands; the poll stays the one path that reads blocks (notifications carry no
-guarantee), and the poll interval remains the fallback when the socket is down.
+With a WebSocket URL (``stream.ws_url``), ``starknet_subscribeNewHeads`` notifications
+wake the loop as soon as a block lands; the poll stays the one path that reads blocks
+(notifications carry no guarantee), and the poll interval remains the fallback when the
+socket is down. Only the URL's scheme://host[:port] is ever logged: providers put API
+keys in the path or query, of this URL and of ``chain.rpc_url`` alike.
 
-Failures of a poll (node down, 5xx, timeouts) are retried with jittered backoff; no
-successful poll for ``stall_deadline_s`` raises ``StreamStalledError`` (exit 75).
-A node that rejects the filter itself (page size or key count over its limits) is a
-configuration error and raises ``StreamError`` at once.
+Failures of a poll (node down, 5xx, timeouts) are retried (tenacity) with jittered
+exponential backoff; no successful poll for ``stall_deadline_s`` raises
+``StreamStalledError`` (exit 75). A node that rejects the filter itself (page size or key
+count over its limits) is a configuration error and raises ``StreamError`` at once.
 """
 
 from __future__ import annotations
@@ -31,20 +33,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
 from keeper.core.logs import get_logger
-from keeper.stream.backoff import Backoff
 from keeper.stream.errors import (
     DecodeError,
     ReorgTooDeepError,
+    StreamDisconnectedError,
     StreamError,
     StreamStalledError,
 )
@@ -61,6 +72,12 @@ _FATAL_RPC_CODES = {
     34: "too many keys in filter",
 }
 _TIMEOUT_S = 30.0
+# Between failed polls: full jitter over a window doubling from 0.5 s up to 30 s, with a
+# floor so that a dead node is never hammered.
+_POLL_RETRY_WAIT = wait_random_exponential(multiplier=0.5, max=30.0, min=0.25)
+_WS_MAX_WAIT_S = 60.0
+_WS_ERRORS = (OSError, TimeoutError, WebSocketException, StreamDisconnectedError)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 Progress = Callable[[str], None]
 
@@ -148,14 +165,14 @@ class RpcSource:
         confirmation_depth: int = 0,
         stall_deadline_s: float = 300.0,
         client: httpx.AsyncClient | None = None,
-        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_progress: Progress | None = None,
         ws_url: str | None = None,
     ) -> None:
         """``ws_url``: the node's WebSocket endpoint; new-head notifications then trigger
-        polls at once (``poll_interval_s`` remains the fallback)."""
+        polls at once (``poll_interval_s`` remains the fallback). ``sleep`` is every wait
+        of the poll loop (the interval and the retry backoff): tests pass their own."""
         self._log = log
         self._ws_url = ws_url
         self._new_head = asyncio.Event()
@@ -168,10 +185,10 @@ class RpcSource:
         self._depth = confirmation_depth
         self._stall_deadline_s = stall_deadline_s
         self._client = client
-        self._backoff = backoff or Backoff()
         self._clock = clock
         self._sleep = sleep
         self._on_progress = on_progress
+        self._last_ok = clock()  # the last successful poll: the stall deadline counts from it
 
     async def run(self) -> None:
         """Poll until cancelled; StreamStalledError or a fatal node error ends it."""
@@ -197,48 +214,104 @@ class RpcSource:
     async def _watch_heads(self, url: str) -> None:
         """starknet_subscribeNewHeads (RPC 0.8+): wakes the poll loop at each new block or
         reorg notice. The poll itself stays the one path that reads and checks blocks, so a
-        lost notification only delays it by the poll interval."""
+        lost notification only delays it by the poll interval. Reconnects back off from
+        the poll interval up to a minute; the backoff starts over once a connection has
+        delivered notifications."""
+        first_wait = min(self._poll_interval_s, _WS_MAX_WAIT_S)
+        shown = _display_url(url)
+
+        def unavailable(state: RetryCallState) -> None:
+            _log.warning(
+                "stream.ws_unavailable",
+                url=shown,
+                error=_display_error(_failure(state)),
+                retry_in_s=state.upcoming_sleep,
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_WS_ERRORS),
+            wait=wait_random_exponential(
+                multiplier=first_wait, max=_WS_MAX_WAIT_S, min=first_wait / 2
+            ),
+            before_sleep=unavailable,
+            sleep=asyncio.sleep,  # real time: this task only runs beside the poll loop
+        )
+        while True:  # one retry sequence per outage; never gives up (polling goes on)
+            async for attempt in retrying:
+                with attempt:
+                    await self._follow_heads(url, shown)
+
+    async def _follow_heads(self, url: str, shown: str) -> None:
+        """One subscription, setting ``_new_head`` at each message. Returns when a
+        connection that delivered notifications ends (reconnect at once); raises when the
+        node cannot be reached or ends the subscription before any notification."""
         request = {"jsonrpc": "2.0", "id": 1, "method": "starknet_subscribeNewHeads", "params": {}}
-        backoff = Backoff(initial_s=self._poll_interval_s, max_s=60.0)
-        while True:
-            try:
-                async with ws_connect(url, open_timeout=_TIMEOUT_S) as ws:
-                    await ws.send(json.dumps(request))
-                    async for _ in ws:
-                        backoff.reset()
-                        self._new_head.set()
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                delay = backoff.next_delay()
-                _log.warning("stream.ws_unavailable", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+        notified = False
+        try:
+            async with ws_connect(url, open_timeout=_TIMEOUT_S) as ws:
+                await ws.send(json.dumps(request))
+                async for message in ws:
+                    notified = notified or _is_notification(message)
+                    self._new_head.set()
+        except _WS_ERRORS as exc:
+            if not notified:
+                raise
+            _log.warning(
+                "stream.ws_unavailable", url=shown, error=_display_error(exc), retry_in_s=0.0
+            )
+            return
+        if not notified:
+            raise StreamDisconnectedError("the node ended the subscription without notifying")
+
+    def _poll_retrying(self) -> AsyncRetrying:
+        """Retries a failed poll (node down, 5xx, timeouts) with jittered backoff until
+        the stall deadline; a fatal node error or any other error ends the run at once."""
+        return AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            wait=_POLL_RETRY_WAIT,
+            stop=self._past_stall_deadline,
+            before_sleep=self._poll_failed,
+            retry_error_callback=self._stalled,
+            sleep=self._sleep,
+        )
+
+    def _past_stall_deadline(self, state: RetryCallState) -> bool:
+        return self._clock() - self._last_ok >= self._stall_deadline_s
+
+    def _poll_failed(self, state: RetryCallState) -> None:
+        _log.warning(
+            "stream.poll_failed",
+            error=_display_error(_failure(state)),
+            retry_in_s=state.upcoming_sleep,
+        )
+        self._progress("error")
+
+    def _stalled(self, state: RetryCallState) -> NoReturn:
+        silent = self._clock() - self._last_ok
+        failure = _failure(state)
+        raise StreamStalledError(
+            f"no successful poll of {_display_url(self._url)} for {silent:.0f} s "
+            f"(last error: {_display_error(failure)}); check the node; the keeper resumes "
+            "from its stored cursor when restarted"
+        ) from failure
 
     async def _poll_loop(self) -> None:
+        retrying = self._poll_retrying()
         async with self._session() as rpc:
-            last_ok = self._clock()
+            self._last_ok = self._clock()
             while True:
-                try:
-                    result = await self._poll(rpc)
-                except (RpcError, httpx.HTTPError) as exc:
-                    if isinstance(exc, RpcError) and exc.fatal:
-                        raise
-                    silent = self._clock() - last_ok
-                    if silent >= self._stall_deadline_s:
-                        raise StreamStalledError(
-                            f"no successful poll of {self._url} for {silent:.0f} s "
-                            f"(last error: {exc}); check the node; the keeper resumes from "
-                            "its stored cursor when restarted"
-                        ) from exc
-                    delay = self._backoff.next_delay()
-                    _log.warning("stream.poll_failed", error=str(exc), retry_in_s=delay)
-                    self._progress("error")
-                    await self._sleep(delay)
-                    continue
-                last_ok = self._clock()
-                self._backoff.reset()
+                result = await self._poll_until_ok(retrying, rpc)
+                self._last_ok = self._clock()
                 self._progress("poll")
                 caught_up = result.to_block is None or result.to_block >= result.head - self._depth
                 if caught_up and result.rolled_back_to is None:
                     await self._idle()
+
+    async def _poll_until_ok(self, retrying: AsyncRetrying, rpc: _Rpc) -> PollResult:
+        async for attempt in retrying:
+            with attempt:
+                return await self._poll(rpc)
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def poll_once(self) -> PollResult:
         """One reorg check and one range (for tests and the status command)."""
@@ -327,6 +400,45 @@ class RpcSource:
             token = page.get("continuation_token")
             if not token:
                 return [Block(number, hash_, tuple(events)) for number, hash_, events in grouped]
+
+
+def _transient(exc: BaseException) -> bool:
+    """A poll failure worth retrying: the node or the network, not our request."""
+    if isinstance(exc, RpcError):
+        return not exc.fatal
+    return isinstance(exc, httpx.HTTPError)
+
+
+def _failure(state: RetryCallState) -> BaseException | None:
+    return None if state.outcome is None else state.outcome.exception()
+
+
+def _is_notification(message: str | bytes) -> bool:
+    """A subscription notification (it has a method), not the reply to our request."""
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "method" in parsed
+
+
+def _display_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: providers put API keys in the path or query."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not host:
+        return "<invalid URL>"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
+
+
+def _display_error(exc: BaseException | None) -> str:
+    """``str(exc)`` with every URL in it cut down to ``_display_url`` (a websockets error
+    can quote the URL it was given, or a redirect's)."""
+    return _URL.sub(lambda match: _display_url(match.group()), str(exc))
 
 
 def _raw_event(item: Any, ordinals: dict[str, int]) -> RawEvent:

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from keeper.core.config import load_config
 from keeper.ops.metrics import KeeperMetrics
+from keeper.store.db import open_store
+from keeper.stream import open_event_log
+from keeper.stream.eventlog import Block, Cursor, RawEvent
+from keeper.stream.events import SELECTORS, EventMeta
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "keeper.example.toml"
 
 SERIES = [
     "keeper_events_total",
@@ -81,6 +89,32 @@ def test_values_after_the_loops_calls() -> None:
     assert value(m, "keeper_last_successful_job_timestamp_seconds") == 1_700_000_000.0
     assert value(m, "keeper_prover_available", prover="stone") == 1
     assert value(m, "keeper_prover_available", prover="atlantic") == 0
+
+
+def test_quarantined_events_are_counted(tmp_path: Path) -> None:
+    """The daemon's seam: the event log reports what it quarantined, the metric counts it."""
+    metrics = KeeperMetrics()
+    config = load_config(EXAMPLE, {})
+    router = int(config.chain.router_address, 16)
+    rebalance = SELECTORS["RebalanceRequested"]
+
+    def event(tx: int, keys: list[int], data: list[int]) -> RawEvent:
+        return RawEvent(EventMeta(5, 0xB5, tx, 0, router), tuple(keys), tuple(data))
+
+    malformed = [event(2, [rebalance, 1], []), event(3, [0x1234], [])]  # short; unknown
+    with open_store(tmp_path / "keeper.sqlite3") as store:
+        log = open_event_log(store, config, on_quarantine=metrics.event_quarantined)
+        log.ingest([Block(5, 0xB5, (event(1, [rebalance, 7], [0xAB]), *malformed))], Cursor(5))
+        log.ingest([Block(5, 0xB5, tuple(malformed))], Cursor(5))  # a replay: not again
+    assert value(metrics, "keeper_events_quarantined_total") == 2
+
+
+def test_quarantine_counts_only_go_up() -> None:
+    m = KeeperMetrics()
+    m.event_quarantined(3)
+    with pytest.raises(ValueError, match="counted up"):
+        m.event_quarantined(-1)
+    assert value(m, "keeper_events_quarantined_total") == 3
 
 
 def test_job_states_that_disappear_read_zero() -> None:

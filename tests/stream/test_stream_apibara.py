@@ -8,10 +8,10 @@ import pytest
 import sqlite_utils
 from apibara.protocol.proto import stream_pb2
 from apibara.starknet.proto import filter_pb2
+from structlog.testing import capture_logs
 
 from keeper.store.db import Store
 from keeper.stream.apibara_source import ApibaraSource, felt_from_proto
-from keeper.stream.backoff import Backoff
 from keeper.stream.errors import EX_TEMPFAIL, StreamError, StreamStalledError
 from keeper.stream.eventlog import Cursor, EventLog
 from keeper.stream.events import SELECTORS, RebalanceRequested
@@ -46,20 +46,29 @@ def batch(*numbers: int, fork: int = 0) -> Send:
 
 
 class Harness:
-    """Runs a source until ``expected`` messages were handled, without sleeping."""
+    """Runs a source until ``expected`` messages were handled, without sleeping: the
+    source's clock is fake and only its (recorded) reconnect waits move it on. Real time
+    still bounds a read, so a silent server stalls after ``stall_deadline_s`` for real."""
 
     def __init__(self, log: EventLog, url: str, **kwargs: object) -> None:
         self.handled: list[str] = []
+        self.waits: list[float] = []
+        self.now = 0.0
         self._wanted = 0
         self._reached = asyncio.Event()
         self.source = ApibaraSource(
             log,
             url=url,
             addresses=ADDRESSES,
-            backoff=Backoff(initial_s=0.01, max_s=0.02),
             on_progress=self._on_progress,
+            clock=lambda: self.now,
+            sleep=self._sleep,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    async def _sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
 
     def _on_progress(self, what: str) -> None:
         self.handled.append(what)
@@ -185,8 +194,42 @@ async def test_dropped_connection_reconnects_from_the_cursor_without_gaps_or_dup
         harness = Harness(event_log, server.url)
         await harness.run_until(4)
     assert harness.handled == ["data", "disconnected", "data", "data"]
+    assert harness.waits == []  # the connection had worked: reconnected at once
     assert server.requests[1].starting_cursor.order_key == 2
     assert epochs(event_log) == [1, 2, 3, 4]
+
+
+async def test_failing_reconnects_back_off_and_log_each_wait(event_log: EventLog) -> None:
+    scripts: list[list[Step]] = [[batch(1), Drop()], [Drop()], [End()], [Drop()], [batch(2)]]
+    async with FakeApibaraServer(scripts) as server:
+        harness = Harness(event_log, server.url)
+        with capture_logs() as logs:
+            await harness.run_until(6)
+    assert harness.handled == ["data", *["disconnected"] * 4, "data"]
+    drops = [e for e in logs if e["event"] == "stream.disconnected"]
+    assert [e["url"] for e in drops] == [server.url] * 4
+    # The first drop (a working connection) reconnects at once; then each failed
+    # reconnect waits what its log line says, in a window that doubles from 0.5 s.
+    assert [e["retry_in_s"] for e in drops] == [0.0, *harness.waits]
+    assert len(harness.waits) == 3
+    for attempt, wait in enumerate(harness.waits, start=1):
+        assert 0.25 <= wait <= 0.5 * 2 ** (attempt - 1)
+    assert [r.starting_cursor.order_key for r in server.requests[1:]] == [1, 1, 1, 1]
+    assert epochs(event_log) == [1, 2]
+
+
+async def test_backoff_starts_over_after_a_connection_that_worked(event_log: EventLog) -> None:
+    scripts: list[list[Step]] = [[Drop()], [Drop()], [batch(1), Drop()], [Drop()], [batch(2)]]
+    async with FakeApibaraServer(scripts) as server:
+        harness = Harness(event_log, server.url)
+        await harness.run_until(6)
+    assert harness.handled == [
+        "disconnected", "disconnected", "data", "disconnected", "disconnected", "data"
+    ]
+    first_outage, second_outage = harness.waits[:2], harness.waits[2:]
+    assert len(second_outage) == 1
+    assert 0.25 <= first_outage[0] <= 0.5 and 0.25 <= first_outage[1] <= 1.0
+    assert 0.25 <= second_outage[0] <= 0.5  # attempt 1 again, not attempt 3
 
 
 async def test_stalled_stream_is_dead(event_log: EventLog) -> None:
@@ -199,10 +242,13 @@ async def test_stalled_stream_is_dead(event_log: EventLog) -> None:
 
 
 async def test_unreachable_server_counts_as_stalled(event_log: EventLog) -> None:
-    harness = Harness(event_log, "127.0.0.1:1", stall_deadline_s=0.3)
-    with pytest.raises(StreamStalledError):
+    harness = Harness(event_log, "127.0.0.1:1", stall_deadline_s=2.0)
+    with pytest.raises(StreamStalledError, match=r"no message from Apibara at 127\.0\.0\.1:1 "):
         await harness.run_until(99)
-    assert "disconnected" in harness.handled
+    assert harness.handled and set(harness.handled) == {"disconnected"}
+    # Retried until the deadline, the last wait cut short so as to end right on it.
+    assert sum(harness.waits) == pytest.approx(2.0)
+    assert len(harness.handled) == len(harness.waits)
 
 
 async def test_batch_with_malformed_event_quarantines_it_and_goes_on(

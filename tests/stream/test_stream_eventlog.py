@@ -80,6 +80,28 @@ def test_malformed_and_foreign_events_are_quarantined_with_reason(
     assert event_log.status().quarantined == 3
 
 
+def test_quarantined_events_are_reported_once_each_after_commit(store: Store) -> None:
+    counted: list[int] = []
+    log = EventLog(store, source="test", addresses=ADDRESSES, on_quarantine=counted.append)
+    bad = raw(meta(7, 1, 0), [SELECTORS["RebalanceRequested"], 1], [])
+    foreign = raw(meta(7, 2, 0, address=0xDEAD), [SELECTORS["RebalanceRequested"], 1], [2])
+    log.ingest([block(6, rebalance(6, epoch=1))], Cursor(6))
+    assert counted == []  # nothing quarantined: no call
+    log.ingest([block(7, rebalance(7, epoch=2), bad, foreign)], Cursor(7))
+    assert counted == [2]
+    # A replay of the same events quarantines nothing new, so counts nothing new.
+    log.ingest([block(7, bad, foreign), block(8, rebalance(8, epoch=3))], Cursor(8))
+    assert counted == [2]
+    # A batch that fails does not commit its quarantine, so it is not counted either.
+    later = raw(meta(9, 1, 0), [0x1234], [])
+    with pytest.raises(StreamError, match="sent block 12 in a batch ending at block 10"):
+        log.ingest([block(9, later), block(12)], Cursor(10))
+    assert counted == [2]
+    assert log.status().quarantined == 2
+    log.ingest([block(9, later)], Cursor(9))
+    assert counted == [2, 1]
+
+
 def test_source_problem_event_is_quarantined_with_its_raw_text(
     event_log: EventLog, store: Store
 ) -> None:

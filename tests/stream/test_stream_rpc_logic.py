@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
-from keeper.stream.backoff import Backoff
-from keeper.stream.errors import ReorgTooDeepError, StreamError, StreamStalledError
+from keeper.stream.errors import EX_TEMPFAIL, ReorgTooDeepError, StreamError, StreamStalledError
 from keeper.stream.eventlog import Cursor, EventLog
 from keeper.stream.events import SELECTORS, RebalanceRequested
 from keeper.stream.rpc_source import RpcSource
@@ -105,7 +105,6 @@ def source(log: EventLog, chain: FakeChain, **kwargs: Any) -> RpcSource:
         rpc_url="http://node",
         addresses=ADDRESSES,
         client=client,
-        backoff=Backoff(initial_s=0.001, max_s=0.002),
         **kwargs,
     )
 
@@ -213,10 +212,67 @@ async def test_node_errors_are_retried_then_count_as_stalled(event_log: EventLog
         stall_deadline_s=30,
         poll_interval_s=1,
     )
-    with pytest.raises(StreamStalledError, match="no successful poll"):
+    with pytest.raises(StreamStalledError, match="no successful poll") as info:
         await src.run()
     assert seen[:3] == ["error", "error", "poll"]
     assert epochs(event_log) == [2]
+    # The last successful poll was at 10 s (two failed ones, one wait each, then the
+    # interval): every retry after it is 5 s on the fake clock until 30 s of silence.
+    assert seen[3:] == ["error"] * 5
+    assert "for 30 s (last error: starknet_blockNumber: HTTP 503" in str(info.value)
+    assert info.value.exit_code == EX_TEMPFAIL
+
+
+async def test_retries_log_each_failure_and_resume_from_the_cursor(event_log: EventLog) -> None:
+    """A node that fails a few polls: each failure is logged with the wait before the next
+    try, the waits go through the injected sleep, and nothing is lost or repeated."""
+    chain = FakeChain(head=4, events_per_block={1: 1, 4: 1}, fail_next=3)
+    waits: list[float] = []
+
+    class CaughtUp(Exception):
+        pass
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if chain.fail_next == 0 and event_log.cursor() is not None:
+            raise CaughtUp  # the poll interval once caught up: the test is done
+
+    src = source(event_log, chain, sleep=fake_sleep, poll_interval_s=7.0)
+    with capture_logs() as logs, pytest.raises(CaughtUp):
+        await src.run()
+    failures = [e for e in logs if e["event"] == "stream.poll_failed"]
+    assert [e["error"] for e in failures] == ["starknet_blockNumber: HTTP 503 from the node"] * 3
+    assert [e["retry_in_s"] for e in failures] == waits[:3]
+    assert all(0.25 <= wait <= 30.0 for wait in waits[:3])
+    assert waits[3] == 7.0  # then the poll interval, once caught up
+    assert epochs(event_log) == [1, 4]
+    assert event_log.cursor() == Cursor(4, chain.hash_of(4))
+
+
+async def test_the_stall_message_shows_only_the_nodes_origin(event_log: EventLog) -> None:
+    chain = FakeChain(head=3, fail_next=10**9)
+    now = [0.0]
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(chain.handle))
+    src = RpcSource(
+        event_log,
+        rpc_url="https://user:pw@rpc.example.org:8443/v3/KEY0123456789?apikey=SECRET42",
+        addresses=ADDRESSES,
+        client=client,
+        clock=lambda: now[0],
+        sleep=fake_sleep,
+        stall_deadline_s=60,
+    )
+    with capture_logs() as logs, pytest.raises(StreamStalledError) as info:
+        await src.run()
+    message = str(info.value)
+    assert "no successful poll of https://rpc.example.org:8443 for " in message
+    text = message + repr(logs)
+    for secret in ("KEY0123456789", "SECRET42", "user:pw"):
+        assert secret not in text
 
 
 async def test_websocket_new_head_wakes_the_poll_loop(event_log: EventLog) -> None:
