@@ -19,13 +19,11 @@ import shutil
 import statistics
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from keeper.engine.provers import locate_stone
 from prover.settings import ProverSettings
-from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
+from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner, locate_stone
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "stone-samples"
 # (log_n_cosets, proof_of_work_bits): n_queries follows from the required bits.
@@ -49,7 +47,7 @@ async def _bench(trace: Path, base: ProverSettings, runs: int) -> dict[str, Any]
     results: list[dict[str, Any]] = []
     settings = base
     for cosets, pow_bits in SHAPES:
-        shape = replace(settings, log_n_cosets=cosets, proof_of_work_bits=pow_bits)
+        shape = settings.model_copy(update={"log_n_cosets": cosets, "proof_of_work_bits": pow_bits})
         runner = StoneRunner(shape)
         samples = []
         try:
@@ -57,8 +55,10 @@ async def _bench(trace: Path, base: ProverSettings, runs: int) -> dict[str, Any]
                 try:
                     samples.append(await runner.prove(trace, out_dir=trace / "bench"))
                 except StoneParameterSetUnsupportedError:
-                    settings = replace(settings, parameter_set="keccak")  # CMake-era build
-                    shape = replace(shape, parameter_set="keccak")
+                    settings = settings.model_copy(
+                        update={"parameter_set": "keccak"}
+                    )  # CMake-era build
+                    shape = shape.model_copy(update={"parameter_set": "keccak"})
                     runner = StoneRunner(shape)
                     samples.append(await runner.prove(trace, out_dir=trace / "bench"))
         except StoneError as exc:

@@ -1,16 +1,20 @@
-"""One error hierarchy for the prover package.
+"""The distribution's error base, and the prover package's hierarchy under it.
 
 Every error carries a stable ``code`` (for logs, the ledger and metrics) and a message
 that tells the operator what to do. ``exit_code`` is what the CLI exits with.
+
+``ObsqraError`` lives here because ``prover/`` is the lowest package (it knows nothing
+of the keeper); ``keeper.core.errors.KeeperError`` subclasses it too, so one
+``except ObsqraError`` catches everything either package raises on purpose.
 """
 
 from __future__ import annotations
 
 
-class ProverError(Exception):
-    """Base of every error raised by ``prover``."""
+class ObsqraError(Exception):
+    """Base of every error raised on purpose by ``prover`` or ``keeper``."""
 
-    code: str = "prover_error"
+    code: str = "error"
     exit_code: int = 1
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
@@ -21,6 +25,12 @@ class ProverError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ProverError(ObsqraError):
+    """Base of every error raised by ``prover``."""
+
+    code = "prover_error"
 
 
 class InputError(ProverError):

@@ -1,83 +1,168 @@
 """Typed settings of the proving side (Stone, Atlantic, the policy between them).
 
-The keeper's config model builds one ``ProverSettings``; nothing in ``prover/`` reads the
-environment. The Atlantic API key is excluded from ``repr`` so it never reaches a log.
+One model for everyone: ``prover`` uses ``ProverSettings`` as it is (``obsqra-keeper
+prove`` builds it from ``KEEPER_PROVER__*`` variables), and the keeper's ``[prover]``
+config section is a subclass of it that adds the keeper's own options, so a default or a
+limit is written once. Nothing in ``prover/`` reads the environment.
+
+Two fields are not the operator's: ``required_security_bits`` comes from governance (the
+router's minimum) and ``atlantic_api_key`` from a secret file; the keeper sets both with
+``model_copy`` at run time. The key is a ``SecretStr``: never in a repr, a dump or a log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 PolicyName = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "dev"]
+ProverKind = Literal["stone", "atlantic", "dev"]
 ParameterSet = Literal["stone6", "stone5", "keccak"]
 AtlanticNetwork = Literal["MAINNET", "TESTNET"]
 AtlanticResultKind = Literal[
     "PROOF_GENERATION", "PROOF_VERIFICATION_ON_L1", "PROOF_VERIFICATION_ON_L2"
 ]
+AtlanticJobSize = Literal["XS", "S", "M", "L"]
 
-POLICY_NAMES: tuple[PolicyName, ...] = ("stone_then_atlantic", "stone_only", "atlantic_only", "dev")
+# The provers each policy runs, in the order it tries them: the one list of policy names.
+POLICY_PROVERS: dict[PolicyName, tuple[ProverKind, ...]] = {
+    "stone_then_atlantic": ("stone", "atlantic"),
+    "stone_only": ("stone",),
+    "atlantic_only": ("atlantic",),
+    "dev": ("dev",),
+}
+POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_PROVERS)
 PARAMETER_SETS: tuple[ParameterSet, ...] = ("stone6", "stone5", "keccak")
 
 
-@dataclass(frozen=True)
-class ProverSettings:
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+JOB_SIZES: tuple[AtlanticJobSize, ...] = ("XS", "S", "M", "L")
+
+# Atlantic's declaredJobSize by trace length, the one copy of the table. Source: Herodotus'
+# "Sending Query" page (docs.herodotus.cloud/atlantic-api/sending-query): "declaredJobSize
+# determines the machine used for trace generation and affects cost", number of steps
+# [millions] 0-13 -> S, 13-30 -> M, >30 -> L. The API also accepts XS, but the docs give it
+# no step range, so it is never chosen here (a row in front makes it so once one is
+# published). Upper bounds are exclusive; anything at or above the last one is L.
+ATLANTIC_JOB_SIZE_BOUNDS: tuple[tuple[int, AtlanticJobSize], ...] = (
+    (13_000_000, "S"),
+    (30_000_000, "M"),
+)
+
+
+def atlantic_job_size(n_steps: int) -> AtlanticJobSize:
+    """The Atlantic job size of a trace of ``n_steps`` steps (Atlantic's published table)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+    for bound, size in ATLANTIC_JOB_SIZE_BOUNDS:
+        if n_steps < bound:
+            return size
+    return "L"
+
+
+def _known_job_sizes(prices: dict[str, Decimal]) -> dict[str, Decimal]:
+    unknown = sorted(set(prices) - set(JOB_SIZES))
+    if unknown:
+        raise ValueError(f"unknown Atlantic job size {', '.join(unknown)} (known: XS, S, M, L)")
+    if any(price < 0 for price in prices.values()):
+        raise ValueError("a price cannot be negative")
+    return prices
+
+
+class ProverSettings(BaseModel):
     """Everything the Stone runner, the Atlantic client and the policy need."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: PolicyName = "stone_then_atlantic"
 
     # --- Stone -----------------------------------------------------------------------
-    stone_prover_path: Path | None = None  # None: Stone is not configured (policy skips it)
-    stone_verifier_path: Path | None = None
-    # stone6/stone5: Integrity's verifier-friendly hashes (needs a 2024 Bazel build);
-    # keccak: the plain set that the CMake-era builds accept (not verifiable on-chain).
-    parameter_set: ParameterSet = "stone6"
-    required_security_bits: int = 96
+    stone_prover_path: Path | None = Field(
+        default=None, description="cpu_air_prover; unset: Stone is not used"
+    )
+    stone_verifier_path: Path | None = Field(
+        default=None, description="cpu_air_verifier; every proof is verified locally"
+    )
+    parameter_set: ParameterSet = Field(
+        default="stone6",
+        description="stone6/stone5: Integrity's verifier-friendly sets (proofs verifiable on "
+        "Starknet); keccak: the plain set older CMake-era Stone builds accept",
+    )
+    # Set by the keeper from the router's min_security_bits, never from local config.
+    required_security_bits: int = Field(default=96, ge=1, le=256, exclude=True)
     # Default FRI shape = the fastest one reaching 96 bits in FACTS §1 on a small-layout
     # program (4,096 steps): 2 cosets x 38 queries + 20 PoW bits proved in 5.3 s / 156 MB
     # against 7.3 s for 2 x 36 + 24 and 10.3 s / 229 MB for 4 x 19 + 20. The price is a
     # bigger proof (295 KB vs 189 KB), i.e. more Integrity calldata; 20 PoW bits is the
     # lowest Integrity accepts ([20, 50)), and PoW grinding time varies wildly run to run.
-    log_n_cosets: int = 2
-    proof_of_work_bits: int = 20
-    last_layer_degree_bound: int = 64
-    # Operator override of the FRI split (e.g. to reproduce a run); None = computed.
-    fri_step_list: tuple[int, ...] | None = None
-    timeout_s: float = 900.0
-    verify_timeout_s: float = 120.0
+    log_n_cosets: int = Field(default=2, ge=1, le=16)
+    proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
+    last_layer_degree_bound: int = Field(default=64, ge=1)
+    fri_step_list: tuple[int, ...] | None = Field(
+        default=None, description="operator override of the FRI split; unset: computed"
+    )
+    timeout_s: float = Field(default=900.0, gt=0)
+    verify_timeout_s: float = Field(default=120.0, gt=0)
     # Address-space limit (RLIMIT_AS) of the prover process. FACTS §1: 16,384 steps peak
     # at 869 MB RSS; address space runs above RSS, so leave headroom.
-    memory_limit_mb: int = 4096
+    memory_limit_mb: int = Field(default=4096, ge=64)
 
     # --- Atlantic --------------------------------------------------------------------
-    atlantic_base_url: str = "https://atlantic.api.herodotus.cloud"
-    atlantic_api_key: str | None = field(default=None, repr=False)
+    atlantic_base_url: HttpUrl = "https://atlantic.api.herodotus.cloud"
+    atlantic_api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     atlantic_network: AtlanticNetwork = "TESTNET"
     atlantic_layout: str = "auto"
+    # PROOF_VERIFICATION_ON_L2: Atlantic also verifies the proof in Integrity on Starknet,
+    # which registers the fact the router checks.
     atlantic_result: AtlanticResultKind = "PROOF_VERIFICATION_ON_L2"
-    atlantic_declared_job_size: str | None = None
-    # No public price list exists (FACTS §5): the operator configures one per job size.
-    atlantic_price_by_job_size: tuple[tuple[str, Decimal], ...] = ()
+    atlantic_declared_job_size: AtlanticJobSize | None = Field(
+        default=None,
+        description="override of the job size declared to Atlantic; unset: chosen from the "
+        "trace's n_steps by Atlantic's published table",
+    )
+    atlantic_price_per_job_size: Annotated[
+        dict[str, Decimal], AfterValidator(_known_job_sizes)
+    ] = Field(
+        default_factory=dict,
+        description="your contracted price per Atlantic job size; no public price exists",
+    )
     atlantic_price_currency: str = "USD"
-    atlantic_request_timeout_s: float = 30.0
-    atlantic_retry_attempts: int = 5  # per HTTP call, transient failures only
-    atlantic_retry_budget_s: float = 120.0  # per HTTP call, seconds across retries
-    atlantic_backoff_base_s: float = 1.0
-    atlantic_backoff_max_s: float = 30.0
-    atlantic_poll_interval_s: float = 10.0
-    atlantic_poll_max_interval_s: float = 60.0
-    atlantic_deadline_s: float = 3600.0  # submit-to-DONE for one proof
-    atlantic_breaker_failures: int = 3  # consecutive failed jobs that open the breaker
-    atlantic_breaker_cooldown_s: float = 900.0
+    atlantic_request_timeout_s: float = Field(default=30.0, gt=0)
+    atlantic_retry_attempts: int = Field(default=5, ge=1)  # per HTTP call, transient only
+    atlantic_retry_budget_s: float = Field(default=120.0, gt=0)  # per HTTP call
+    atlantic_backoff_base_s: float = Field(default=1.0, gt=0)
+    atlantic_backoff_max_s: float = Field(default=30.0, gt=0)
+    atlantic_poll_interval_s: float = Field(default=10.0, gt=0)
+    atlantic_poll_max_interval_s: float = Field(default=60.0, gt=0)
+    atlantic_deadline_s: float = Field(default=3600.0, gt=0)  # submit-to-DONE, one proof
+    # Paid queries one job may ever create. A job has one query for its whole life; a new
+    # one is only submitted when Atlantic reports the previous one FAILED, and a program
+    # that fails on Atlantic will usually fail again: this bounds what that can cost.
+    atlantic_max_queries_per_job: int = Field(default=3, ge=1)
+    # Consecutive failed Atlantic jobs that open the breaker, and how long it stays open.
+    circuit_breaker_failures: int = Field(default=3, ge=1)
+    circuit_breaker_cooldown_s: float = Field(default=600.0, gt=0)
 
     def atlantic_price(self, job_size: str | None) -> Decimal | None:
         """The configured price of one Atlantic job of ``job_size``; None when unknown."""
         if job_size is None:
             return None
-        return dict(self.atlantic_price_by_job_size).get(job_size)
+        return self.atlantic_price_per_job_size.get(job_size)
+
+    def atlantic_declared_size(self, n_steps: int) -> AtlanticJobSize:
+        """The declaredJobSize sent with a query: the operator's override, else the table."""
+        return self.atlantic_declared_job_size or atlantic_job_size(n_steps)
 
     @property
     def atlantic_configured(self) -> bool:
-        return bool(self.atlantic_api_key) and bool(self.atlantic_base_url)
+        key = self.atlantic_api_key
+        return key is not None and bool(key.get_secret_value()) and bool(self.atlantic_base_url)

@@ -483,19 +483,38 @@ class StoneRunner:
                 binary=str(self._prover),
             )
         job = _prepare(trace_dir, out_dir, program_path, settings)
-        trace_dir, out_dir, inputs = job.inputs.trace_dir, job.out_dir, job.inputs
-        fri, params, unverified = job.fri, job.params, job.unverified
+        inputs, fri, unverified = job.inputs, job.fri, job.unverified
         outputs = public_outputs(inputs.public_input)
-        params_path, config_path = out_dir / PARAMS_FILE, out_dir / PROVER_CONFIG_FILE
+        prover_exit = await self._run_prover(job)
+        proof_bytes = self._check_proof(unverified, inputs.public_input, job.params, prover_exit)
+        verifier_exit = await self._run_verifier(unverified, job.out_dir)
+        proof_path = job.out_dir / PROOF_FILE
+        os.replace(unverified, proof_path)
+        return StoneResult(
+            proof_path=proof_path,
+            proof_bytes=proof_bytes,
+            wall_seconds=time.monotonic() - started,
+            cpu_seconds=prover_exit.cpu_seconds + verifier_exit.cpu_seconds,
+            peak_rss_mb=prover_exit.peak_rss_mb,
+            security_bits=fri.security_bits(),
+            fact_hash=direct_fact(program_hash(inputs.compiled), outputs),
+            outputs=outputs,
+            parameter_set=settings.parameter_set,
+            stone_generation=self._generation,
+            fri=fri,
+        )
 
+    async def _run_prover(self, job: _Job) -> _ChildExit:
+        """cpu_air_prover on the job's files; a failed run raises its classified error."""
+        settings, trace_dir, out_dir = self._settings, job.inputs.trace_dir, job.out_dir
         prover_exit = await _run_child(
             [
                 str(self._prover),
-                f"--out_file={unverified}",
+                f"--out_file={job.unverified}",
                 f"--private_input_file={trace_dir / 'private_input.json'}",
                 f"--public_input_file={trace_dir / 'public_input.json'}",
-                f"--prover_config_file={config_path}",
-                f"--parameter_file={params_path}",
+                f"--prover_config_file={out_dir / PROVER_CONFIG_FILE}",
+                f"--parameter_file={out_dir / PARAMS_FILE}",
                 "--generate_annotations",
                 "--logtostderr",
             ],
@@ -508,7 +527,7 @@ class StoneRunner:
         if prover_exit.timed_out:
             raise StoneTimeoutError(
                 f"Stone did not finish within {settings.timeout_s:g} s (n_steps "
-                f"{inputs.n_steps}); it was killed. Raise prover.timeout_s or prove a "
+                f"{job.inputs.n_steps}); it was killed. Raise prover.timeout_s or prove a "
                 "smaller trace",
                 stderr_tail=prover_exit.log_tail,
             )
@@ -524,14 +543,16 @@ class StoneRunner:
             raise error
         if settings.parameter_set != "keccak":
             self._generation = "stone5_or_stone6"
+        return prover_exit
 
-        proof_bytes = self._check_proof(unverified, inputs.public_input, params, prover_exit)
+    async def _run_verifier(self, proof: Path, out_dir: Path) -> _ChildExit:
+        """cpu_air_verifier on the fresh proof; a refusal raises StoneVerifyFailedError."""
         verifier_exit = await _run_child(
-            [str(self._verifier), f"--in_file={unverified}", "--logtostderr"],
+            [str(self._verifier), f"--in_file={proof}", "--logtostderr"],
             cwd=out_dir,
             log_path=out_dir / VERIFIER_LOG,
-            timeout_s=settings.verify_timeout_s,
-            memory_limit_mb=settings.memory_limit_mb,
+            timeout_s=self._settings.verify_timeout_s,
+            memory_limit_mb=self._settings.memory_limit_mb,
             env=self._env,
         )
         if verifier_exit.timed_out or verifier_exit.status != 0:
@@ -543,21 +564,7 @@ class StoneRunner:
                 stderr_tail=verifier_exit.log_tail,
                 exit_status=verifier_exit.status,
             )
-        proof_path = out_dir / PROOF_FILE
-        os.replace(unverified, proof_path)
-        return StoneResult(
-            proof_path=proof_path,
-            proof_bytes=proof_bytes,
-            wall_seconds=time.monotonic() - started,
-            cpu_seconds=prover_exit.cpu_seconds + verifier_exit.cpu_seconds,
-            peak_rss_mb=prover_exit.peak_rss_mb,
-            security_bits=fri.security_bits(),
-            fact_hash=direct_fact(program_hash(inputs.compiled), outputs),
-            outputs=outputs,
-            parameter_set=settings.parameter_set,
-            stone_generation=self._generation,
-            fri=fri,
-        )
+        return verifier_exit
 
     @staticmethod
     def _check_proof(
@@ -587,3 +594,23 @@ class StoneRunner:
                 stderr_tail=run.log_tail,
             )
         return len(raw)
+
+
+STONE_PATH_ENV = ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH")
+STONE_BINARIES = ("cpu_air_prover", "cpu_air_verifier")
+
+
+def locate_stone(environ: Mapping[str, str]) -> tuple[Path, Path] | None:
+    """The Stone pair a tool outside the daemon should use (demo, bench, the real-Stone
+    test): each binary from its KEEPER_PROVER__STONE_*_PATH, else from PATH, the verifier
+    also beside the prover; None unless both are there."""
+    search = environ.get("PATH")
+    found: list[Path] = []
+    for env, name in zip(STONE_PATH_ENV, STONE_BINARIES, strict=True):
+        named = environ.get(env) or shutil.which(name, path=search)
+        if not named and found:
+            named = str(found[0].parent / name)
+        if not named or not Path(named).is_file():
+            return None
+        found.append(Path(named))
+    return found[0], found[1]

@@ -201,12 +201,6 @@ def generate_trace(
     one, trace.json last: a directory with trace.json holds a complete trace. Other files
     in ``out_dir`` are left alone.
     """
-    from starkware.cairo.lang.vm.cairo_run import (
-        write_air_public_input,
-        write_binary_memory,
-        write_binary_trace,
-    )
-
     _check_layout(layout)
     started = time.monotonic()
     expected = model.expected_output(inputs)
@@ -225,31 +219,7 @@ def generate_trace(
     except OSError as exc:
         raise InputError(f"cannot create the trace directory {out_dir}: {exc}") from exc
     try:
-        with open(staging / TRACE_FILE, "wb") as trace_file:
-            write_binary_trace(trace_file, runner.relocated_trace)
-        with open(staging / MEMORY_FILE, "wb") as memory_file:
-            field_bytes = math.ceil(runner.program.prime.bit_length() / 8)
-            write_binary_memory(memory_file, runner.relocated_memory, field_bytes)
-        rc_min, rc_max = runner.get_perm_range_check_limits()
-        with open(staging / PUBLIC_INPUT_FILE, "w", encoding="utf-8") as public_file:
-            write_air_public_input(
-                layout=layout,
-                public_input_file=public_file,
-                memory=runner.relocated_memory,
-                public_memory_addresses=runner.segments.get_public_memory_addresses(
-                    segment_offsets=runner.get_segment_offsets()
-                ),
-                memory_segment_addresses=runner.get_memory_segment_addresses(),
-                trace=runner.relocated_trace,
-                rc_min=rc_min,
-                rc_max=rc_max,
-            )
-        private_input = {
-            "trace_path": TRACE_FILE,
-            "memory_path": MEMORY_FILE,
-            **runner.get_air_private_input(),
-        }
-        _write_json(staging / PRIVATE_INPUT_FILE, private_input)
+        _write_vm_files(staging, runner, layout)
         _write_json(staging / PROGRAM_FILE, compiled)
         _write_json(staging / PROGRAM_INPUT_FILE, inputs.program_input())
         _write_json(staging / INPUTS_FILE, inputs.to_json())
@@ -274,3 +244,38 @@ def generate_trace(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def _write_vm_files(staging: Path, runner: Any, layout: str) -> None:
+    """What Stone reads, from the relocated run: trace, memory, public and private input."""
+    from starkware.cairo.lang.vm.cairo_run import (
+        write_air_public_input,
+        write_binary_memory,
+        write_binary_trace,
+    )
+
+    with open(staging / TRACE_FILE, "wb") as trace_file:
+        write_binary_trace(trace_file, runner.relocated_trace)
+    with open(staging / MEMORY_FILE, "wb") as memory_file:
+        field_bytes = math.ceil(runner.program.prime.bit_length() / 8)
+        write_binary_memory(memory_file, runner.relocated_memory, field_bytes)
+    rc_min, rc_max = runner.get_perm_range_check_limits()
+    with open(staging / PUBLIC_INPUT_FILE, "w", encoding="utf-8") as public_file:
+        write_air_public_input(
+            layout=layout,
+            public_input_file=public_file,
+            memory=runner.relocated_memory,
+            public_memory_addresses=runner.segments.get_public_memory_addresses(
+                segment_offsets=runner.get_segment_offsets()
+            ),
+            memory_segment_addresses=runner.get_memory_segment_addresses(),
+            trace=runner.relocated_trace,
+            rc_min=rc_min,
+            rc_max=rc_max,
+        )
+    private_input = {
+        "trace_path": TRACE_FILE,
+        "memory_path": MEMORY_FILE,
+        **runner.get_air_private_input(),
+    }
+    _write_json(staging / PRIVATE_INPUT_FILE, private_input)

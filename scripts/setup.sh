@@ -103,7 +103,12 @@ install_crate starknet-devnet "$DEVNET_VERSION" starknet-devnet
 install_crate starknet-sierra-compile "$SIERRA_COMPILE_VERSION" starknet-sierra-compile
 install_crate starknet-compile "$STARKNET_COMPILE_VERSION" starknet-compile
 
-# --- 4. Contracts (Sierra + CASM into contracts/target/) ----------------------------------
+# --- 4. swiftness: the local pre-check of Stone proofs by Integrity's rules ---------------
+# One binary per verifier configuration the keeper proves for (layout, hasher, version).
+scripts/install_swiftness.sh small:keccak_160_lsb:stone6 \
+  || die "installing swiftness (see the messages above)"
+
+# --- 5. Contracts (Sierra + CASM into contracts/target/) ----------------------------------
 if [ -x scripts/build_contracts.sh ]; then
   scripts/build_contracts.sh || die "building the contracts (see the messages above)"
 fi

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from keeper.core.errors import EX_USAGE, KeeperError
-from prover.errors import ProverError
+from keeper.core.errors import EX_USAGE, ObsqraError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (KeeperError, ProverError) as exc:
+    except ObsqraError as exc:
         print(f"obsqra-keeper {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -39,6 +41,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from keeper.core.errors import ConfigError
 from keeper.core.logs import MIN_SECRET_LEN
+from prover.settings import HttpUrl, ProverSettings
 
 ENV_PREFIX = "KEEPER_"
 CONFIG_ENV = "KEEPER_CONFIG"
@@ -78,12 +81,6 @@ def _felt_hex(value: str) -> str:
     return hex(number)
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
 def _grpc_target(value: str) -> str:
     if "://" in value and not value.startswith(("http://", "https://")):
         raise ValueError("must be host:port or an http(s):// URL")
@@ -91,7 +88,6 @@ def _grpc_target(value: str) -> str:
 
 
 FeltHex = Annotated[str, AfterValidator(_felt_hex)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Section(BaseModel):
@@ -119,6 +115,18 @@ class ChainConfig(_Section):
     receipt_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
 
+def _ws_url(value: str) -> str:
+    """A WebSocket endpoint; only its scheme://host[:port] is ever shown (keys hide in paths)."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("must be a ws:// or wss:// URL with a host")
+    return value
+
+
 class StreamConfig(_Section):
     source: Literal["rpc", "apibara"] = "rpc"
     start_block: int = Field(default=0, ge=0)
@@ -131,44 +139,71 @@ class StreamConfig(_Section):
     apibara_url: Annotated[str, AfterValidator(_grpc_target)] = "localhost:7171"
     apibara_finality: Literal["pending", "accepted", "finalized"] = "accepted"
     apibara_batch_size: int = Field(default=10, ge=1, le=1000)
-
-
-ParameterSet = Literal["stone6", "stone5", "keccak"]
-ProverPolicy = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "dev"]
-
-
-class ProverConfig(_Section):
-    policy: ProverPolicy = "stone_then_atlantic"
-    stone_prover_path: Path | None = None
-    stone_verifier_path: Path | None = None
-    parameter_set: ParameterSet = Field(
-        default="stone6",
-        description="stone6/stone5: Integrity's verifier-friendly sets (proofs verifiable on "
-        "Starknet); keccak: the plain set older CMake-era Stone builds accept",
+    ws_url: Annotated[str, AfterValidator(_ws_url)] | None = Field(
+        default=None,
+        description="the node's WebSocket endpoint (rpc source): new-head notifications "
+        "trigger polls at once; poll_interval_s stays the fallback",
     )
-    log_n_cosets: int = Field(default=2, ge=1, le=16)
-    proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
-    timeout_s: float = Field(default=900.0, gt=0)
-    memory_limit_mb: int = Field(default=4096, ge=64)
+
+
+class ProverConfig(ProverSettings):
+    """``[prover]``: prover's own settings model plus what only the keeper needs.
+
+    ``required_security_bits`` is governance's (the router's minimum) and
+    ``atlantic_api_key`` a secret file's: neither is accepted here.
+    """
+
     work_dir: Path | None = Field(
         default=None, description="traces and proofs (default: next to the store)"
     )
-    atlantic_base_url: HttpUrl = "https://atlantic.api.herodotus.cloud"
-    atlantic_network: Literal["MAINNET", "TESTNET"] = "TESTNET"
-    atlantic_layout: str = "auto"
-    # PROOF_VERIFICATION_ON_L2: Atlantic also verifies the proof in Integrity on Starknet,
-    # which registers the fact the router checks (the keeper cannot submit it itself yet).
-    atlantic_result: Literal[
-        "PROOF_GENERATION", "PROOF_VERIFICATION_ON_L1", "PROOF_VERIFICATION_ON_L2"
-    ] = "PROOF_VERIFICATION_ON_L2"
-    atlantic_deadline_s: float = Field(default=3600.0, gt=0)
-    atlantic_price_per_job_size: dict[Literal["XS", "S", "M", "L"], float] = Field(
-        default_factory=dict,
-        description="your contracted price per Atlantic job size (USD); no public price exists",
-    )
-    circuit_breaker_failures: int = Field(default=3, ge=1)
-    circuit_breaker_cooldown_s: float = Field(default=600.0, gt=0)
     dev_security_bits: int = Field(default=96, ge=1, le=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_operators(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if "required_security_bits" in data:
+            raise ValueError(
+                "required_security_bits is not an option: the keeper proves for the "
+                "router's min_security_bits, which governance sets on-chain"
+            )
+        if "atlantic_api_key" in data:
+            raise ValueError(
+                "atlantic_api_key is a secret, not an option; " + _secret_hint("atlantic_api_key")
+            )
+        return data
+
+    def runtime(self, secrets: Secrets, *, required_security_bits: int) -> ProverConfig:
+        """These settings with the two values that are not the operator's: the security
+        bits governance requires and the Atlantic key from its secret file."""
+        return self.model_copy(
+            update={
+                "required_security_bits": required_security_bits,
+                "atlantic_api_key": secrets.atlantic_api_key,
+            }
+        )
+
+
+class JobsConfig(_Section):
+    """How a failed job of the current epoch runs again (see keeper/engine/retries.py)."""
+
+    retry_cooldown_s: float = Field(
+        default=60.0, gt=0, description="wait before a failed job runs again (doubles per run)"
+    )
+    retry_cooldown_max_s: float = Field(default=3600.0, gt=0)
+    max_paid_failures: int = Field(
+        default=3,
+        ge=1,
+        description="failures that cost money (reverted transactions, Atlantic query limit) "
+        "after which the epoch is parked until `obsqra-keeper jobs retry EPOCH`",
+    )
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> JobsConfig:
+        if self.retry_cooldown_max_s < self.retry_cooldown_s:
+            raise ValueError("retry_cooldown_max_s must be at least retry_cooldown_s")
+        return self
 
 
 class StoreConfig(_Section):
@@ -217,6 +252,7 @@ class KeeperConfig(BaseSettings):
     chain: ChainConfig
     stream: StreamConfig = StreamConfig()
     prover: ProverConfig = ProverConfig()
+    jobs: JobsConfig = JobsConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
@@ -358,5 +394,40 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         return KeeperConfig(**table, secrets=secrets)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc), source=source) from None
+    finally:
+        _ENVIRON.reset(token)
+
+
+class _ProverOnly(BaseSettings):
+    """``[prover]`` from ``KEEPER_PROVER__*`` variables alone (``prove`` without a config)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    prover: ProverConfig = ProverConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_MappingEnvSource(settings_cls),)
+
+
+def load_prover_config(environ: Mapping[str, str]) -> tuple[ProverConfig, Secrets]:
+    """The ``[prover]`` section from the environment only, and the secrets; the same
+    validation and messages as ``load_config``."""
+    environ = dict(environ)
+    secrets = load_secrets(environ)
+    token = _ENVIRON.set(environ)
+    try:
+        return _ProverOnly().prover, secrets
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc), source="the environment") from None
     finally:
         _ENVIRON.reset(token)

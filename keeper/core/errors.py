@@ -1,4 +1,4 @@
-"""One error hierarchy for the keeper package.
+"""The keeper package's error hierarchy, under the distribution's ``ObsqraError``.
 
 Each error has a stable ``code`` and a message written for the operator: what went
 wrong and what to do. ``exit_code`` is what the process exits with when the error
@@ -7,24 +7,27 @@ ends it (sysexits where one fits; systemd does not restart on 78).
 
 from __future__ import annotations
 
+from prover.errors import ObsqraError
+
+__all__ = [
+    "EX_CONFIG",
+    "EX_USAGE",
+    "ChainError",
+    "ConfigError",
+    "KeeperError",
+    "ObsqraError",
+    "StoreError",
+    "UsageError",
+]
+
 EX_USAGE = 2  # argparse's convention for bad command lines and bad input files
 EX_CONFIG = 78  # sysexits.h EX_CONFIG; RestartPreventExitStatus=78 in the unit
 
 
-class KeeperError(Exception):
-    """Base of every error raised by ``keeper``."""
+class KeeperError(ObsqraError):
+    """Base of every error raised by ``keeper`` (``ObsqraError`` is the distribution's)."""
 
-    code: str = "keeper_error"
-    exit_code: int = 1
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-    def __str__(self) -> str:
-        return self.message
+    code = "keeper_error"
 
 
 class UsageError(KeeperError):

@@ -32,11 +32,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, TextIO
 
-from keeper.core.errors import KeeperError, UsageError
+from keeper.core.errors import KeeperError, ObsqraError, UsageError
 from keeper.devnet import deploy as devnet_deploy
 from keeper.devnet import node as devnet_node
-from keeper.engine.provers import locate_stone
-from prover.errors import ProverError
+from keeper.devnet.process import KeeperConfigSpec, KeeperProcess, start_keeper
+from prover.stone import locate_stone
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
@@ -51,9 +51,7 @@ ProverChoice = Literal["dev", "stone", "auto"]
 Printer = Callable[[str], None]
 
 _EPOCH_DEADLINE_S = {"dev": 180.0, "stone": 900.0}
-_KEEPER_STOP_S = 60.0
 _POLL_S = 0.2
-_LOG_TAIL_CHARS = 4000
 
 # One oracle update per driven epoch, applied in turn (cycled, APY nudged each round so
 # that every round changes the inputs). Each keeps the reference model feasible under
@@ -121,7 +119,7 @@ def resolve_prover(
 ) -> tuple[str, Path | None, Path | None]:
     """(policy, stone prover, stone verifier) for ``--prover``.
 
-    Stone counts as configured when ``keeper.engine.provers.locate_stone`` finds both binaries;
+    Stone counts as configured when ``prover.stone.locate_stone`` finds both binaries;
     ``auto`` takes Stone when configured, else dev.
     """
     if choice == "dev":
@@ -138,62 +136,13 @@ def resolve_prover(
     )
 
 
-def keeper_toml(
-    *,
-    rpc_url: str,
-    chain_id: int,
-    router: int,
-    risk_engine: int,
-    account: int,
-    work_dir: Path,
-    policy: str,
-    stone_prover: Path | None = None,
-    stone_verifier: Path | None = None,
-) -> str:
-    """The demo keeper's config: fast RPC polling, JSON logs, no health server."""
-    stone = ""
-    if stone_prover is not None and stone_verifier is not None:
-        stone = (
-            f"stone_prover_path = {json.dumps(str(stone_prover))}\n"
-            f"stone_verifier_path = {json.dumps(str(stone_verifier))}\n"
-        )
-    return f"""# Written by `obsqra-keeper demo`.
-[chain]
-rpc_url = {json.dumps(rpc_url)}
-chain_id = "{chain_id:#x}"
-router_address = "{router:#x}"
-risk_engine_address = "{risk_engine:#x}"
-account_address = "{account:#x}"
-receipt_timeout_s = 30
-
-[stream]
-source = "rpc"
-poll_interval_s = 0.2
-confirmation_depth = 0
-
-[prover]
-policy = "{policy}"
-work_dir = {json.dumps(str(work_dir / "work"))}
-{stone}
-[store]
-path = {json.dumps(str(work_dir / "keeper.sqlite3"))}
-
-[log]
-level = "info"
-format = "json"
-
-[health]
-enabled = false
-"""
-
-
 def _short(value: object) -> str:
     text = str(value)
     return text if len(text) <= 18 else f"{text[:10]}…{text[-6:]}"
 
 
 def _fee(line: Mapping[str, Any]) -> str:
-    from keeper.cli.commands.costs_cmd import format_fee
+    from keeper.store.cost_table import format_fee
 
     fee, unit = line.get("fee"), line.get("unit")
     try:
@@ -274,81 +223,6 @@ def decode_executed(keys: Sequence[int], data: Sequence[int]) -> ExecutedAllocat
 # ---------------------------------------------------------------------------- processes
 
 
-class LogFollower:
-    """Reads the complete JSON lines appended to a log file since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-
-    def poll(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self._offset += end + 1
-        lines: list[dict[str, Any]] = []
-        for raw in chunk[: end + 1].decode("utf-8", "replace").splitlines():
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = {"event": "raw", "text": raw}
-            lines.append(parsed if isinstance(parsed, dict) else {"event": "raw", "text": raw})
-        return lines
-
-    def tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
-        try:
-            return self.path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-@dataclass
-class KeeperProcess:
-    process: subprocess.Popen[bytes]
-    log: LogFollower
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self, timeout_s: float = _KEEPER_STOP_S) -> int:
-        """SIGTERM the keeper (not its group: it stops its own children), wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            devnet_node.stop_process_group(self.process, grace_s=5.0)
-            raise DemoError(
-                f"the keeper did not stop within {timeout_s:.0f} s of SIGTERM"
-            ) from None
-
-
-def start_keeper(
-    config_path: Path, key_path: Path, log_path: Path, environ: Mapping[str, str]
-) -> KeeperProcess:
-    """``python -m keeper run`` in its own process group, logs to ``log_path``."""
-    env = {k: v for k, v in environ.items() if not k.startswith("KEEPER_")}
-    env["KEEPER_ACCOUNT_PRIVATE_KEY_FILE"] = str(key_path)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keeper", "run", "--config", str(config_path)],
-            env=env,
-            cwd=config_path.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return KeeperProcess(process, LogFollower(log_path))
-
-
 def build_contracts(say: Printer) -> dict[str, devnet_deploy.ContractArtifact]:
     """scripts/build_contracts.sh (a no-op when up to date), then the artifacts."""
     if BUILD_SCRIPT.is_file():
@@ -424,19 +298,18 @@ class DemoRun:
         key_path.chmod(0o600)
         key_path.write_text(hex(account.private_key))
         self.config_path = self.work_dir / "keeper.toml"
-        self.config_path.write_text(
-            keeper_toml(
-                rpc_url=devnet.url,
-                chain_id=deployment.chain_id,
-                router=deployment.address("StrategyRouterV2"),
-                risk_engine=deployment.address("RiskEngine"),
-                account=account.address,
-                work_dir=self.work_dir,
-                policy=policy,
-                stone_prover=stone[0],
-                stone_verifier=stone[1],
-            )
+        spec = KeeperConfigSpec(
+            rpc_url=devnet.url,
+            chain_id=deployment.chain_id,
+            router=deployment.address("StrategyRouterV2"),
+            risk_engine=deployment.address("RiskEngine"),
+            account=account.address,
+            work_dir=self.work_dir,
+            policy=policy,
+            stone_prover=stone[0],
+            stone_verifier=stone[1],
         )
+        self.config_path.write_text("# Written by `obsqra-keeper demo`.\n" + spec.toml())
         self.keeper = start_keeper(
             self.config_path, key_path, self.work_dir / "keeper.log", environ
         )
@@ -550,19 +423,16 @@ class DemoRun:
 
     def cost_table(self) -> list[str]:
         """What ``obsqra-keeper costs`` prints, for this keeper's config and store."""
-        from keeper.cli.commands.costs_cmd import render
-        from keeper.cli.commands.governance_cmd import open_existing_store
         from keeper.core.config import load_config
+        from keeper.store.cost_table import render
+        from keeper.store.db import open_existing_store
         from keeper.store.ledger import Ledger
 
         cfg = load_config(self.config_path, self.keeper_env)
         with open_existing_store(cfg.store.path) as store:
             report = Ledger(store).report(
                 None,
-                atlantic_price_per_job_size={
-                    str(size): price
-                    for size, price in cfg.prover.atlantic_price_per_job_size.items()
-                },
+                atlantic_price_per_job_size=cfg.prover.atlantic_price_per_job_size,
             )
         return render(report)
 
@@ -672,7 +542,7 @@ def run_demo(
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (DemoInterrupted)
             say("interrupted: stopping the keeper and the devnet")
             return EXIT_INTERRUPTED
-        except (KeeperError, ProverError) as exc:
+        except ObsqraError as exc:
             say(f"demo failed: {exc}")
             if run.keeper is not None:
                 say("keeper log tail:\n" + run.keeper.log.tail())

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
-from keeper.core.errors import EX_CONFIG, StoreError
+from keeper.core.errors import EX_CONFIG, KeeperError, StoreError
 from keeper.store.schema import MIGRATIONS, Migration
 
 _BUSY_TIMEOUT_MS = 10_000
@@ -179,3 +179,18 @@ def _migrate(store: Store, conn: sqlite3.Connection, migrations: Sequence[Migrat
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, _utcnow()),
             )
+
+
+class NoStoreError(KeeperError):
+    """A read-only command found no store: the keeper never ran with this config."""
+
+    code = "no_store"
+
+
+def open_existing_store(path: Path) -> Store:
+    """Open the store at ``path`` without ever creating one (reports read, never create)."""
+    if not path.is_file():
+        raise NoStoreError(
+            f"no store at {path} yet (the keeper has not run; check store.path in the config)"
+        )
+    return open_store(path)

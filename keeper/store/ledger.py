@@ -197,7 +197,7 @@ def build_report(
     confirmed: Iterable[tuple[date, str | None]],
     *,
     since: date | None,
-    atlantic_price_per_job_size: Mapping[str, float],
+    atlantic_price_per_job_size: Mapping[str, Decimal | float],
     job_size_for_n_steps: Callable[[int], str] = atlantic_job_size,
 ) -> CostReport:
     """Aggregate ``costs`` rows (with ``job_prover`` from their job) and the confirmed
@@ -337,7 +337,7 @@ class Ledger:
         self,
         since: date | None,
         *,
-        atlantic_price_per_job_size: Mapping[str, float],
+        atlantic_price_per_job_size: Mapping[str, Decimal | float],
         job_size_for_n_steps: Callable[[int], str] = atlantic_job_size,
     ) -> CostReport:
         """Totals of the rows recorded on or after ``since`` (a UTC day; None: all)."""

@@ -7,51 +7,19 @@ polled with a deadline; a test that waits too long fails with what it saw.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keeper.devnet.process import KeeperConfigSpec, KeeperProcess, start_keeper
 from tests.contracts.conftest import Deployed
 
 ROOT = Path(__file__).resolve().parents[2]
-KEEPER = [sys.executable, "-m", "keeper"]
 DEADLINE_S = 180.0
-
-
-@dataclass
-class KeeperProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                lines.append({"event": "raw", "text": raw})
-        return lines
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.log_lines() if line.get("event") == name]
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 FAKE_STONE = ROOT / "tests" / "fakes" / "stone"
@@ -74,78 +42,50 @@ class KeeperSetup:
     account_index: int = 1
     policy: str = "dev"
     extra_env: dict[str, str] = field(default_factory=dict)
-    extra_toml: str = ""
     health_port: int | None = None  # None: the health server is off
-
-    def health_toml(self) -> str:
-        if self.health_port is None:
-            return "[health]\nenabled = false"
-        return f"[health]\nenabled = true\nport = {self.health_port}"
 
     @property
     def store_path(self) -> Path:
-        return self.dir / "keeper.sqlite3"
+        return self.spec().store_path
 
     @property
     def config_path(self) -> Path:
         return self.dir / "keeper.toml"
 
-    def write(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        account = self.deployed.devnet.accounts[self.account_index]
-        key = self.dir / "account_private_key"
-        key.write_text(hex(account.private_key))
-        key.chmod(0o600)
-        self.config_path.write_text(
-            f"""
-[chain]
-rpc_url = "{self.deployed.devnet.url}"
-chain_id = "{hex(self.deployed.deployment.chain_id)}"
-router_address = "{hex(self.deployed.router_address)}"
-risk_engine_address = "{hex(self.deployed.risk_engine_address)}"
-account_address = "{hex(account.address)}"
-receipt_timeout_s = 30
-
-[stream]
-source = "rpc"
-poll_interval_s = 0.2
-stall_deadline_s = 120
-
-[prover]
-policy = "{self.policy}"
-work_dir = "{self.dir / "work"}"
-
-[store]
-path = "{self.store_path}"
-
-[log]
-level = "info"
-format = "json"
-
-{self.health_toml()}
-{self.extra_toml}
-"""
+    def spec(self) -> KeeperConfigSpec:
+        devnet = self.deployed.devnet
+        return KeeperConfigSpec(
+            rpc_url=devnet.url,
+            chain_id=self.deployed.deployment.chain_id,
+            router=self.deployed.router_address,
+            risk_engine=self.deployed.risk_engine_address,
+            account=devnet.accounts[self.account_index].address,
+            work_dir=self.dir,
+            policy=self.policy,
+            health_port=self.health_port,
+            stall_deadline_s=120,
         )
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
-        env["KEEPER_ACCOUNT_PRIVATE_KEY_FILE"] = str(self.dir / "account_private_key")
-        env.update(self.extra_env)
-        return env
+    def write(self) -> Path:
+        """The config file and the account key file (returned)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key = self.dir / "account_private_key"
+        key.write_text(hex(self.deployed.devnet.accounts[self.account_index].private_key))
+        key.chmod(0o600)
+        self.config_path.write_text(self.spec().toml())
+        return key
 
     def start(self, **env: str) -> KeeperProcess:
-        self.write()
+        key = self.write()
         log_path = self.dir / f"keeper-{time.monotonic_ns()}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [*KEEPER, "run", "--config", str(self.config_path)],
-                env={**self.env(), **env},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return KeeperProcess(process, log_path)
+        return start_keeper(
+            self.config_path,
+            key,
+            log_path,
+            os.environ,
+            extra_env={**self.extra_env, **env},
+            cwd=ROOT,
+        )
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(self.store_path, timeout=10)
@@ -170,12 +110,12 @@ async def wait_until(
         if last:
             return last
         if keeper is not None and keeper.process.poll() is not None:
-            tail = keeper.log_path.read_text(errors="replace")[-4000:]
+            tail = keeper.log.tail()
             raise AssertionError(
                 f"keeper exited ({keeper.process.returncode}) while waiting for {what}:\n{tail}"
             )
         await asyncio.sleep(0.2)
-    tail = "" if keeper is None else keeper.log_path.read_text(errors="replace")[-4000:]
+    tail = "" if keeper is None else keeper.log.tail()
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tail}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keeper.engine.provers import locate_stone
+from prover.stone import locate_stone
 
 
 def _binary(directory: Path, name: str) -> Path:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from keeper.cli.commands.prove_cmd import prover_settings_from_env
 from keeper.cli.main import main
+from keeper.core.config import load_prover_config
 from keeper.core.errors import ConfigError
 from prover.facts import direct_fact, program_hash
 from tests.support.reference import STONE_SAMPLES
@@ -70,7 +70,7 @@ def test_prove_text_output(trace_dir: Path, capsys: pytest.CaptureFixture[str]) 
 def test_fri_mismatch_is_one_line_not_a_traceback(
     trace_dir: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env.setenv("KEEPER_PROVER__FRI_STEP_LIST", "0,4,4,3")
+    env.setenv("KEEPER_PROVER__FRI_STEP_LIST", "[0,4,4,3]")
     assert main(["prove", str(trace_dir), "--prover", "stone"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -82,7 +82,7 @@ def test_stone_fri_abort_is_the_parameter_mismatch_class(
     trace_dir: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env.setattr("prover.stone.check_fri_rule", lambda *a, **k: None)  # let Stone judge
-    env.setenv("KEEPER_PROVER__FRI_STEP_LIST", "0,4,4,3")
+    env.setenv("KEEPER_PROVER__FRI_STEP_LIST", "[0,4,4,3]")
     assert main(["prove", str(trace_dir), "--prover", "stone"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -123,7 +123,7 @@ def test_atlantic_rerun_reuses_the_query(
         env.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
         env.setenv("KEEPER_PROVER__ATLANTIC_BASE_URL", server.base_url)
         env.setenv("KEEPER_PROVER__ATLANTIC_POLL_INTERVAL_S", "0.01")
-        env.setenv("KEEPER_PROVER__ATLANTIC_PRICE_BY_JOB_SIZE", "S=0.25,M=1")
+        env.setenv("KEEPER_PROVER__ATLANTIC_PRICE_PER_JOB_SIZE", '{"S": "0.25", "M": "1"}')
         for _ in range(2):
             assert main(["prove", str(trace_dir), "--prover", "atlantic", "--json"]) == 0
             result = json.loads(capsys.readouterr().out)
@@ -195,28 +195,25 @@ def test_unconfigured_stone_is_one_line(
     assert len(err.strip().splitlines()) == 1
 
 
-# --- prover_settings_from_env ----------------------------------------------------------
+# --- the [prover] section from the environment alone ---------------------------------
 
 
-def test_settings_from_env(tmp_path: Path) -> None:
-    (tmp_path / "atlantic_api_key").write_text("  s3cret\n")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("cpu_air_prover", "cpu_air_verifier"):
-        (bindir / name).write_text("")
-    settings = prover_settings_from_env(
+def test_prover_section_from_env(tmp_path: Path) -> None:
+    (tmp_path / "atlantic_api_key").write_text("  s3cret-key-value\n")
+    section, secrets = load_prover_config(
         {
             "CREDENTIALS_DIRECTORY": str(tmp_path),
-            "KEEPER_PROVER__STONE_PROVER_PATH": str(bindir / "cpu_air_prover"),
+            "KEEPER_PROVER__STONE_PROVER_PATH": "/opt/stone/cpu_air_prover",
             "KEEPER_PROVER__ATLANTIC_NETWORK": "MAINNET",
             "KEEPER_PROVER__TIMEOUT_S": "60",
-            "KEEPER_PROVER__REQUIRED_SECURITY_BITS": "100",
-            "KEEPER_PROVER__ATLANTIC_PRICE_BY_JOB_SIZE": "S=0.25, M=1.5",
+            "KEEPER_PROVER__ATLANTIC_PRICE_PER_JOB_SIZE": '{"S": "0.25", "M": "1.5"}',
         }
     )
-    assert settings.atlantic_api_key == "s3cret"
+    settings = section.runtime(secrets, required_security_bits=100)
     assert "s3cret" not in repr(settings)
-    assert settings.stone_verifier_path == bindir / "cpu_air_verifier"  # next to the prover
+    assert "s3cret" not in json.dumps(settings.model_dump(mode="json"))
+    assert settings.atlantic_configured
+    assert settings.stone_prover_path == Path("/opt/stone/cpu_air_prover")
     assert settings.atlantic_network == "MAINNET"
     assert settings.timeout_s == 60.0
     assert settings.required_security_bits == 100
@@ -224,23 +221,42 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert settings.atlantic_price("L") is None
 
 
-def test_settings_from_env_lists_every_problem(tmp_path: Path) -> None:
+def test_prover_section_from_env_lists_every_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        prover_settings_from_env(
+        load_prover_config(
             {
-                "KEEPER_PROVER__POLICY": "cheapest",
+                "KEEPER_PROVER__POLICY": "sometimes",
                 "KEEPER_PROVER__TIMEOUT_S": "soon",
-                "KEEPER_PROVER__ATLANTIC_API_KEY": "plain",
-                "KEEPER_ATLANTIC_API_KEY_FILE": str(tmp_path / "absent"),
+                "KEEPER_PROVER__LOG_N_COSETS": "0",
             }
         )
     problems = info.value.problems
-    assert len(problems) == 4
-    assert "plain" not in str(info.value).replace("KEEPER_PROVER__ATLANTIC_API_KEY is", "")
+    assert len(problems) == 3
+    assert any(p.startswith("prover.policy") for p in problems)
 
 
-def test_settings_without_anything_are_the_defaults() -> None:
-    settings = prover_settings_from_env({"PATH": "/nonexistent"})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KEEPER_PROVER__ATLANTIC_API_KEY", "plain-text-key"),
+        ("KEEPER_PROVER__REQUIRED_SECURITY_BITS", "40"),
+    ],
+)
+def test_values_that_are_not_the_operators_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_prover_config({name: value})
+    assert value not in str(info.value)
+
+
+def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_prover_config({"KEEPER_ATLANTIC_API_KEY_FILE": str(tmp_path / "absent")})
+    assert "absent" in str(info.value)
+
+
+def test_prover_section_without_anything_is_the_defaults() -> None:
+    section, secrets = load_prover_config({"PATH": "/nonexistent"})
+    settings = section.runtime(secrets, required_security_bits=96)
     assert settings.stone_prover_path is None
     assert settings.atlantic_api_key is None
     assert settings.policy == "stone_then_atlantic"

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.engine.provers import locate_stone
 from prover.errors import FriParameterError, InputError
 from prover.fri import FriParameters
 from prover.settings import ProverSettings
@@ -33,6 +32,7 @@ from prover.stone import (
     StoneVerifyFailedError,
     choose_fri,
     classify_prover_failure,
+    locate_stone,
     public_outputs,
     stone_parameter_file,
 )

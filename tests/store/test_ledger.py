@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.cli.commands.costs_cmd import format_fee
 from keeper.cli.main import main
+from keeper.store.cost_table import format_fee
 from keeper.store.db import Store, open_store
 from keeper.store.ledger import (
     UNATTRIBUTED,

@@ -11,6 +11,7 @@ from keeper.cli.commands import (
     devnet_cmd,
     facts_cmd,
     governance_cmd,
+    jobs_cmd,
     prove_cmd,
     run_cmd,
     status_cmd,
@@ -20,6 +21,7 @@ from keeper.cli.commands import (
 MODULES: list[ModuleType] = [
     run_cmd,
     status_cmd,
+    jobs_cmd,
     costs_cmd,
     governance_cmd,
     config_cmd,

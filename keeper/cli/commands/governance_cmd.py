@@ -5,40 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import date
-from pathlib import Path
 from typing import Any
 
-from keeper.cli.commands.config_cmd import add_config_option
+from keeper.cli.options import add_config_option, parse_day
+from keeper.cli.tables import format_table
 from keeper.core.config import config_path_from, load_config
-from keeper.core.errors import KeeperError
-from keeper.store.db import Store, open_store
+from keeper.store.db import open_existing_store
 from keeper.store.governance import GovernanceTracker, format_value
-
-
-class NoStoreError(KeeperError):
-    """A read-only command found no store: the keeper never ran with this config."""
-
-    code = "no_store"
-
-
-def open_existing_store(path: Path) -> Store:
-    """Open the store at ``path`` without ever creating one (reports read, never create)."""
-    if not path.is_file():
-        raise NoStoreError(
-            f"no store at {path} yet (the keeper has not run; check store.path in the config)"
-        )
-    return open_store(path)
-
-
-def parse_day(text: str) -> date:
-    """argparse type for ``--since YYYY-MM-DD``."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since {text!r} is not a date; write YYYY-MM-DD (a UTC day)"
-        ) from None
 
 
 def register(sub: Any) -> None:
@@ -72,7 +45,7 @@ def _governance(args: argparse.Namespace) -> int:
         print("no governance changes recorded" + (f" since {args.since}" if args.since else ""))
         return 0
     columns = ("block", "tx", "contract", "param", "old", "new")
-    table = [columns] + [
+    table = [
         (
             "" if row["block"] is None else str(row["block"]),
             row["tx"] or "(read at start)",
@@ -83,10 +56,7 @@ def _governance(args: argparse.Namespace) -> int:
         )
         for row in shown
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    for line in table:
-        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    print("\n".join(format_table(columns, table)))
     return 0
 
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import Any
 
-from keeper.cli.commands.config_cmd import add_config_option
+from keeper.cli.options import add_config_option
 
 
 def register(sub: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from keeper.cli.commands.config_cmd import add_config_option
+from keeper.cli.options import add_config_option
 from keeper.core.config import config_path_from, load_config
 from keeper.core.errors import StoreError
 from keeper.store.db import open_store
