@@ -1,19 +1,27 @@
 """Client for Herodotus' Atlantic proving service (FACTS §5).
 
-One proof = find-or-submit by ``dedupId`` (the job's idempotency key), poll until DONE or
-FAILED within a deadline, download proof.json, and check the fact hash Atlantic reports
-against our own computation. A mismatch is never accepted.
+One job, one paid query for its whole life. The caller names the job with a stable
+``job_key`` (the keeper's job id: the same for every attempt, every restart); the query's
+``dedupId`` is ``<job_key>#<n>`` where n counts the job's queries Atlantic reported FAILED
+(0 for the first). Any call first finds the job's current query — by the query id the
+caller persisted from an earlier call, else by looking its dedupId up — and resumes it
+(poll, download) instead of submitting. A new query is submitted only when the current one
+is FAILED (and at most ``atlantic_max_queries_per_job`` per job), under the next dedupId,
+so a crash between seeing FAILED and the new POST still finds the new query. Before every
+POST the dedupId is looked up (404 = none). ``on_query`` hears of the query as soon as it
+exists, before anything else can fail, so the caller can persist its id.
+
+Then: poll until DONE or FAILED within a deadline, download proof.json, and check the fact
+hash Atlantic reports against our own computation. A mismatch is never accepted.
 
 Retries (tenacity, per HTTP call, jittered exponential backoff, bounded in attempts AND
 seconds) cover infrastructure failures only: connection errors, timeouts, 429 (honouring
 Retry-After), 502/503/504, and HTML or other non-JSON bodies (a proxy or load balancer
-talking, not Atlantic). A JSON 4xx is final; 402 is its own error (out of credit). A JSON
-500 is treated as final too: it is Atlantic's application answering (it parsed our request
-and failed on it), and retrying a POST that the service rejected can only duplicate work;
-an HTML 500 comes from the infrastructure in front of it and is retried.
-
-The POST is never repeated blindly: every retry of a submission first looks the query up
-by dedupId, because a POST whose reply was lost may have been accepted.
+talking, not Atlantic), on every request including the proof download. A JSON 4xx is
+final; 402 is its own error (out of credit). A JSON 500 is treated as final too: it is
+Atlantic's application answering (it parsed our request and failed on it), and retrying a
+POST that the service rejected can only duplicate work; an HTML 500 comes from the
+infrastructure in front of it and is retried.
 
 The API key travels only in the ``api-key`` header, only to the configured base URL (not
 to the storage URLs of metadataUrls), and appears in no log, exception or repr.
@@ -77,11 +85,54 @@ class AtlanticRejectedError(AtlanticError):
 
 
 class AtlanticOutOfCreditError(AtlanticError):
+    """Atlantic answered 402: the Herodotus project of the API key has no credit left.
+    ``detail``: what Atlantic said."""
+
     code = "atlantic_out_of_credit"
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class AtlanticFailure:
+    """A query Atlantic reported FAILED."""
+
+    query_id: str
+    dedup_id: str
+    step: str | None
+    reason: str | None
+
+    def describe(self) -> str:
+        return (
+            f"Atlantic query {self.query_id} (dedupId {self.dedup_id}) FAILED at step "
+            f"{self.step or 'unknown'}: {self.reason or 'no reason given'}"
+        )
 
 
 class AtlanticQueryFailedError(AtlanticError):
+    """The job's current query FAILED. ``next_dedup_id``: where the job's next attempt
+    submits its replacement (None when the job may not submit another)."""
+
     code = "atlantic_query_failed"
+
+    def __init__(
+        self, message: str, *, failure: AtlanticFailure, next_dedup_id: str | None
+    ) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.next_dedup_id = next_dedup_id
+
+
+class AtlanticQueryLimitError(AtlanticError):
+    """The job's queries all FAILED and it may not pay for another one."""
+
+    code = "atlantic_query_limit"
+
+    def __init__(self, message: str, *, failure: AtlanticFailure | None) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class AtlanticDeadlineError(AtlanticError):
@@ -100,9 +151,38 @@ class AtlanticBadResponseError(AtlanticError):
 
 
 @dataclass(frozen=True)
+class AtlanticQueryRef:
+    """The job's current query, told to ``on_query`` as soon as it is known."""
+
+    job_key: str
+    query_id: str
+    dedup_id: str
+    generation: int  # how many FAILED queries of the job came before it
+    submitted: bool  # this call's POST created it (else it was found)
+    replaces: AtlanticFailure | None  # the FAILED query it follows, when one does
+
+
+OnQuery = Callable[[AtlanticQueryRef], None]
+
+
+def query_dedup_id(job_key: str, generation: int) -> str:
+    """The dedupId of a job's query after ``generation`` FAILED ones."""
+    return f"{job_key}#{generation}"
+
+
+def _generation_of(job_key: str, dedup_id: object) -> int | None:
+    """n when ``dedup_id`` is ``<job_key>#<n>``, else None (not this job's query)."""
+    prefix = job_key + "#"
+    if not isinstance(dedup_id, str) or not dedup_id.startswith(prefix):
+        return None
+    suffix = dedup_id[len(prefix) :]
+    return int(suffix) if suffix.isascii() and suffix.isdigit() else None
+
+
+@dataclass(frozen=True)
 class AtlanticResult:
     query_id: str
-    resumed: bool  # an existing query was found by dedupId (nothing submitted)
+    resumed: bool  # this call submitted nothing: the query already existed
     proof_path: Path | None  # None when the query verifies on-chain and serves no proof
     proof_bytes: int
     fact_hash: int  # ours (bootloaded fact), equal to Atlantic's integrityFactHash if given
@@ -110,6 +190,8 @@ class AtlanticResult:
     job_size: str | None
     layout: str | None
     wall_seconds: float
+    dedup_id: str = ""
+    generation: int = 0
 
 
 class _TransientError(Exception):
@@ -134,6 +216,48 @@ class _Secret:
         return "_Secret('***')"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class _Submission:
+    program: bytes
+    program_input: bytes
+    declared_size: str
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A query of the job as Atlantic describes it."""
+
+    query_id: str
+    dedup_id: str
+    generation: int
+    status: object
+    step: object
+    error_reason: object
+
+    @classmethod
+    def of(
+        cls,
+        query: Mapping[str, Any],
+        dedup_id: str,
+        generation: int,
+        *,
+        query_id: str | None = None,
+    ) -> _Found:
+        return cls(
+            query_id=query_id or str(query["id"]),
+            dedup_id=dedup_id,
+            generation=generation,
+            status=query.get("status"),
+            step=query.get("step"),
+            error_reason=query.get("errorReason"),
+        )
+
+    def failure(self) -> AtlanticFailure:
+        return AtlanticFailure(
+            self.query_id, self.dedup_id, _opt_str(self.step), _opt_str(self.error_reason)
+        )
 
 
 class AtlanticClient:
@@ -186,19 +310,67 @@ class AtlanticClient:
         program: Mapping[str, Any],
         program_input: Mapping[str, Any],
         outputs: Sequence[int],
-        dedup_id: str,
+        job_key: str,
+        n_steps: int,
         out_dir: Path,
+        query_id: str | None = None,
+        on_query: OnQuery | None = None,
     ) -> AtlanticResult:
         """Get a proof of ``program`` on ``program_input`` whose output must be ``outputs``
-        (the local run's), reusing the query already filed under ``dedup_id`` if any."""
+        (the local run's), from the one Atlantic query of the job ``job_key``.
+
+        ``job_key`` must be stable: the same for every attempt of the job, across restarts
+        (a key that changes per attempt buys a new query per attempt). ``query_id``: the
+        job's query as the caller persisted it from ``on_query``; it is resumed directly
+        (a lagging dedupId index cannot hide it). ``on_query`` is called once the job's
+        current query is known (right after the POST, or after finding it), before any
+        polling, whenever it differs from ``query_id``; if it raises, so does this call,
+        and the next call finds the query by its dedupId. ``n_steps`` (the trace length)
+        chooses declaredJobSize unless ``atlantic_declared_job_size`` overrides it."""
+        if not job_key:
+            raise InputError("an Atlantic job key cannot be empty (the keeper's job id)")
         started = self._clock()
         # Our fact first: a program we cannot hash must not cost an Atlantic job.
         child_hash = await asyncio.to_thread(pedersen_program_hash_chain, program)
         expected_fact = bootloaded_fact(child_hash, list(outputs))
-        query_id, resumed = await self._find_or_submit(program, program_input, dedup_id)
-        log = _log.bind(atlantic_query=query_id, dedup_id=dedup_id)
-        log.info("atlantic.query", resumed=resumed)
-        query, metadata = await self._wait_done(query_id, started)
+        submission = _Submission(
+            program=json.dumps(program).encode(),
+            program_input=json.dumps(program_input).encode(),
+            declared_size=self._settings.atlantic_declared_size(n_steps),
+        )
+        ref = await self._current_query(job_key, query_id, submission)
+        if on_query is not None and ref.query_id != query_id:
+            on_query(ref)
+        log = _log.bind(atlantic_query=ref.query_id, dedup_id=ref.dedup_id)
+        log.info("atlantic.query", submitted=ref.submitted, generation=ref.generation)
+        query, metadata = await self._wait_done(ref, started)
+        reported = self._checked_fact(query, ref.query_id, expected_fact)
+        proof_path, proof_bytes = await self._download_proof(ref.query_id, metadata, out_dir)
+        log.info("atlantic.done", proof_bytes=proof_bytes, job_size=query.get("jobSize"))
+        return AtlanticResult(
+            query_id=ref.query_id,
+            resumed=not ref.submitted,
+            proof_path=proof_path,
+            proof_bytes=proof_bytes,
+            fact_hash=expected_fact,
+            reported_fact_hash=reported,
+            job_size=_opt_str(query.get("jobSize")),
+            layout=_opt_str(query.get("layout")),
+            wall_seconds=self._clock() - started,
+            dedup_id=ref.dedup_id,
+            generation=ref.generation,
+        )
+
+    async def find_by_dedup_id(self, dedup_id: str) -> str | None:
+        """The id of the query filed under ``dedup_id``, or None. A GET: costs nothing."""
+        query = await self._lookup(dedup_id)
+        return None if query is None else str(query["id"])
+
+    # --- steps -----------------------------------------------------------------------
+
+    def _checked_fact(
+        self, query: Mapping[str, Any], query_id: str, expected_fact: int
+    ) -> int | None:
         reported = _reported_fact(query, query_id)
         if reported is None and self._settings.atlantic_result == "PROOF_VERIFICATION_ON_L2":
             raise AtlanticBadResponseError(
@@ -211,41 +383,90 @@ class AtlanticClient:
                 f"outputs give {expected_fact:#x}: the proof is for something else and was "
                 "refused. Check that Atlantic ran the same compiled program and input"
             )
-        proof_path, proof_bytes = await self._download_proof(query_id, metadata, out_dir)
-        log.info("atlantic.done", proof_bytes=proof_bytes, job_size=query.get("jobSize"))
-        return AtlanticResult(
-            query_id=query_id,
-            resumed=resumed,
-            proof_path=proof_path,
-            proof_bytes=proof_bytes,
-            fact_hash=expected_fact,
-            reported_fact_hash=reported,
-            job_size=_opt_str(query.get("jobSize")),
-            layout=_opt_str(query.get("layout")),
-            wall_seconds=self._clock() - started,
+        return reported
+
+    async def _current_query(
+        self, job_key: str, known_id: str | None, submission: _Submission
+    ) -> AtlanticQueryRef:
+        """The job's query to wait on: the known one, else the first of the job's dedupIds
+        that is not FAILED, else a new query under the first free one."""
+        generation, replaces = 0, None
+        if known_id is not None:
+            known = await self._known_query(job_key, known_id)
+            if known is not None and known.status != "FAILED":
+                return AtlanticQueryRef(
+                    job_key, known_id, known.dedup_id, known.generation, False, None
+                )
+            if known is not None:
+                generation, replaces = known.generation + 1, known.failure()
+        while True:
+            dedup_id = query_dedup_id(job_key, generation)
+            found = await self._lookup(dedup_id)
+            if found is None:
+                break
+            current = _Found.of(found, dedup_id, generation)
+            if current.status != "FAILED":
+                return AtlanticQueryRef(
+                    job_key, current.query_id, dedup_id, generation, False, replaces
+                )
+            replaces, generation = current.failure(), generation + 1
+        limit = self._settings.atlantic_max_queries_per_job
+        if generation >= limit:
+            last = f" (last: {replaces.describe()})" if replaces is not None else ""
+            raise AtlanticQueryLimitError(
+                f"job {job_key} has had {generation} Atlantic queries FAILED{last}; "
+                f"prover.atlantic_max_queries_per_job is {limit}, so no new paid query is "
+                "submitted. Read Atlantic's failure reason, fix the cause, then raise the "
+                "limit or let Stone prove",
+                failure=replaces,
+            )
+        if replaces is not None:
+            _log.warning(
+                "atlantic.replacing_failed_query",
+                failed_query=replaces.query_id,
+                failed_step=replaces.step,
+                failed_reason=replaces.reason,
+                dedup_id=dedup_id,
+            )
+        query_id, submitted = await self._find_or_submit(submission, dedup_id)
+        return AtlanticQueryRef(job_key, query_id, dedup_id, generation, submitted, replaces)
+
+    async def _known_query(self, job_key: str, query_id: str) -> _Found | None:
+        """The caller's persisted query, unless Atlantic does not know it or it is not this
+        job's (then the dedupId walk decides, which never pays twice either)."""
+        body = await self._retrying(
+            "status poll",
+            lambda: self._api_once(
+                "status poll", "GET", f"/atlantic-query/{query_id}", none_on_404=True
+            ),
         )
+        query = body.get("atlanticQuery") if body is not None else None
+        dedup_id = query.get("dedupId") if isinstance(query, dict) else None
+        generation = _generation_of(job_key, dedup_id)
+        if not isinstance(query, dict) or generation is None:
+            _log.warning(
+                "atlantic.known_query_ignored",
+                atlantic_query=query_id,
+                reason="unknown to Atlantic" if body is None else "not this job's dedupId",
+            )
+            return None
+        return _Found.of(query, str(dedup_id), generation, query_id=query_id)
 
-    async def find_by_dedup_id(self, dedup_id: str) -> str | None:
-        """The id of the query filed under ``dedup_id``, or None."""
-        return await self._retrying("dedup lookup", lambda: self._lookup_once(dedup_id))
-
-    # --- steps -----------------------------------------------------------------------
-
-    async def _find_or_submit(
-        self, program: Mapping[str, Any], program_input: Mapping[str, Any], dedup_id: str
-    ) -> tuple[str, bool]:
-        program_bytes = json.dumps(program).encode()
-        input_bytes = json.dumps(program_input).encode()
-        submitted = False
+    async def _find_or_submit(self, submission: _Submission, dedup_id: str) -> tuple[str, bool]:
+        """(query id, whether our POST created it). The caller has just looked ``dedup_id``
+        up (404); every retry looks it up again first, because a POST whose reply was lost
+        may have been accepted."""
+        posted = False
 
         async def once() -> tuple[str, bool]:
-            nonlocal submitted
-            found = await self._lookup_once(dedup_id)
-            if found is not None:
-                return found, not submitted
-            submitted = True
+            nonlocal posted
+            if posted:
+                found = await self._lookup_once(dedup_id)
+                if found is not None:
+                    return str(found["id"]), True
+            posted = True
             try:
-                return await self._submit_once(program_bytes, input_bytes, dedup_id), False
+                return await self._submit_once(submission, dedup_id), True
             except AtlanticRejectedError as exc:
                 if exc.status != 409:
                     raise
@@ -253,11 +474,15 @@ class AtlanticClient:
             found = await self._lookup_once(dedup_id)
             if found is None:
                 raise _TransientError("submission: dedupId taken but its query is not visible yet")
-            return found, False
+            return str(found["id"]), True
 
         return await self._retrying("submission", once)
 
-    async def _lookup_once(self, dedup_id: str) -> str | None:
+    async def _lookup(self, dedup_id: str) -> dict[str, Any] | None:
+        return await self._retrying("dedup lookup", lambda: self._lookup_once(dedup_id))
+
+    async def _lookup_once(self, dedup_id: str) -> dict[str, Any] | None:
+        """The query filed under ``dedup_id`` (its ``id`` checked), or None on 404."""
         body = await self._api_once(
             "dedup lookup",
             "GET",
@@ -268,15 +493,16 @@ class AtlanticClient:
         if body is None:
             return None
         nested = body.get("atlanticQuery")
-        query: dict[str, Any] = nested if isinstance(nested, dict) else body
+        query: dict[str, Any] = dict(nested) if isinstance(nested, dict) else dict(body)
         query_id = query.get("id") or body.get("atlanticQueryId")
         if not isinstance(query_id, str) or not query_id:
             raise AtlanticBadResponseError(
                 f"Atlantic's dedup lookup for {dedup_id!r} returned no query id"
             )
-        return query_id
+        query["id"] = query_id
+        return query
 
-    async def _submit_once(self, program: bytes, program_input: bytes, dedup_id: str) -> str:
+    async def _submit_once(self, submission: _Submission, dedup_id: str) -> str:
         s = self._settings
         form = {
             "layout": s.atlantic_layout,
@@ -285,28 +511,33 @@ class AtlanticClient:
             "result": s.atlantic_result,
             "network": s.atlantic_network,
             "mockFactHash": "false",
+            "declaredJobSize": submission.declared_size,
             "dedupId": dedup_id,
             "externalId": dedup_id,
         }
-        if s.atlantic_declared_job_size:
-            form["declaredJobSize"] = s.atlantic_declared_job_size
         files = {
-            "programFile": ("program.json", program, "application/json"),
-            "inputFile": ("input.json", program_input, "application/json"),
+            "programFile": ("program.json", submission.program, "application/json"),
+            "inputFile": ("input.json", submission.program_input, "application/json"),
         }
         body = await self._api_once("submission", "POST", "/atlantic-query", data=form, files=files)
         query_id = body.get("atlanticQueryId") if body is not None else None
         if not isinstance(query_id, str) or not query_id:
             raise AtlanticBadResponseError("Atlantic accepted the submission but sent no query id")
-        _log.info("atlantic.submitted", atlantic_query=query_id, dedup_id=dedup_id)
+        _log.info(
+            "atlantic.submitted",
+            atlantic_query=query_id,
+            dedup_id=dedup_id,
+            declared_job_size=submission.declared_size,
+        )
         return query_id
 
     async def _wait_done(
-        self, query_id: str, started: float
+        self, ref: AtlanticQueryRef, started: float
     ) -> tuple[dict[str, Any], Any]:
         s = self._settings
         deadline = started + s.atlantic_deadline_s
         interval = s.atlantic_poll_interval_s
+        query_id = ref.query_id
         while True:
             body = await self._retrying(
                 "status poll",
@@ -321,11 +552,7 @@ class AtlanticClient:
             if status == "DONE":
                 return query, body.get("metadataUrls") if body else None
             if status == "FAILED":
-                raise AtlanticQueryFailedError(
-                    f"Atlantic query {query_id} FAILED at step {query.get('step')!s}: "
-                    f"{query.get('errorReason')!s}. A new proof needs a new idempotency key "
-                    "or another prover"
-                )
+                raise self._query_failed(ref, query)
             if status not in ("RECEIVED", "IN_PROGRESS"):
                 raise AtlanticBadResponseError(
                     f"Atlantic query {query_id} has unknown status {status!r}"
@@ -334,10 +561,29 @@ class AtlanticClient:
                 raise AtlanticDeadlineError(
                     f"Atlantic query {query_id} is still {status} after "
                     f"{s.atlantic_deadline_s:g} s (prover.atlantic_deadline_s); it is kept and "
-                    "the next attempt with the same job resumes it"
+                    "the job's next attempt resumes it (nothing is submitted again)"
                 )
             await self._sleep(interval)
             interval = min(interval * 1.5, s.atlantic_poll_max_interval_s)
+
+    def _query_failed(
+        self, ref: AtlanticQueryRef, query: Mapping[str, Any]
+    ) -> AtlanticQueryFailedError:
+        failure = _Found.of(query, ref.dedup_id, ref.generation, query_id=ref.query_id).failure()
+        next_generation = ref.generation + 1
+        limit = self._settings.atlantic_max_queries_per_job
+        if next_generation < limit:
+            next_dedup_id: str | None = query_dedup_id(ref.job_key, next_generation)
+            then = f"the job's next attempt submits a new query under dedupId {next_dedup_id}"
+        else:
+            next_dedup_id = None
+            then = (
+                f"the job has used the {limit} queries prover.atlantic_max_queries_per_job "
+                "allows, so no new one will be submitted: fix the cause or let Stone prove"
+            )
+        return AtlanticQueryFailedError(
+            f"{failure.describe()}; {then}", failure=failure, next_dedup_id=next_dedup_id
+        )
 
     async def _download_proof(
         self, query_id: str, metadata: Any, out_dir: Path
@@ -356,15 +602,13 @@ class AtlanticClient:
             response = await self._send("proof download", "GET", url, headers=headers)
             if response.status_code != 200:
                 _raise_for_status("proof download", response, _json_body(response))
+            if not isinstance(_json_body(response), dict):
+                # A 200 with an HTML or garbage body is a proxy or storage hiccup, not a
+                # proof: retried like any other infrastructure failure.
+                raise _TransientError("proof download: HTTP 200 but the body is not a JSON proof")
             return response.content
 
         raw = await self._retrying("proof download", once)
-        try:
-            proof = json.loads(raw)
-        except ValueError:
-            proof = None
-        if not isinstance(proof, dict):
-            raise AtlanticBadResponseError(f"Atlantic's proof.json for {query_id} is not JSON")
         path = out_dir / "atlantic_proof.json"
         await asyncio.to_thread(_write_atomically, path, raw)
         return path, len(raw)
@@ -466,8 +710,9 @@ def _raise_for_status(what: str, response: httpx.Response, body: Any) -> None:
     detail = _error_detail(body)
     if status == 402:
         raise AtlanticOutOfCreditError(
-            "out of Atlantic credit: top up the Herodotus account, then the job can be "
-            f"retried (Atlantic said: {detail})"
+            "out of Atlantic credit: top up the credit of the Herodotus Cloud project this API "
+            f"key belongs to, then the job can be retried (Atlantic said: {detail})",
+            detail=detail,
         )
     if status in (401, 403):
         raise AtlanticRejectedError(

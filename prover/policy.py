@@ -10,6 +10,18 @@ Policies (``ProverSettings.policy``):
 
 Every attempt, successful or not, is reported to ``on_attempt`` as a ``ProofAttempt``;
 the keeper turns those into ledger rows. ``prover/`` knows nothing about the store.
+
+Atlantic: one paid query per job (see ``prover.atlantic``). The request's
+``idempotency_key`` is the job's stable key; ``on_atlantic_query`` hears of the job's
+query as soon as it exists so the keeper can persist it, and passes it back as
+``atlantic_query_id`` on later attempts. Two guards stop calls to Atlantic: the circuit
+breaker (repeated failures) and the credit gate (a 402). The credit gate keeps the real
+cause: while it is shut every attempt is skipped as ``atlantic_out_of_credit`` telling the
+operator to top up, and ``atlantic_credit_status()`` shows it (for /healthz, status and a
+metric). Atlantic documents no endpoint that reports credit, so the check is honest about
+what it can know: after the cool-down the next job goes through, its free dedupId lookups
+first, and its POST is the probe; an accepted POST clears the gate, another 402 shuts it
+for another cool-down.
 Costs: Stone costs CPU seconds (no money); an Atlantic job costs the operator-configured
 price for its job size, and when no price is configured the cost says so.
 """
@@ -21,11 +33,18 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from prover.atlantic import AtlanticError, AtlanticOutOfCreditError, AtlanticResult
+from prover.atlantic import (
+    AtlanticError,
+    AtlanticOutOfCreditError,
+    AtlanticQueryRef,
+    AtlanticResult,
+    OnQuery,
+)
 from prover.errors import InputError, ProverError
 from prover.facts import direct_fact, program_hash
 from prover.settings import PolicyName, ProverSettings
@@ -34,6 +53,11 @@ from prover.stone import StoneBinaryMissingError, StoneError, StoneResult, publi
 ProverKind = Literal["stone", "atlantic", "dev"]
 AttemptOutcome = Literal["ok", "failed", "skipped"]
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -67,13 +91,23 @@ class ProofAttempt:
 
 @dataclass(frozen=True)
 class ProofRequest:
-    """A trace directory to prove, and the job's idempotency key (Atlantic's dedupId)."""
+    """A trace directory to prove, and the job's idempotency key.
+
+    ``idempotency_key`` names the job for Atlantic and must be stable: the same for every
+    attempt and restart of the job (the keeper's job id), never derived from an attempt
+    counter, or each attempt pays for a new query. ``atlantic_query_id``: the job's query
+    as persisted from ``on_atlantic_query`` by an earlier attempt. ``on_atlantic_query`` is
+    called as soon as the job's query exists (right after the POST, or when found), before
+    any polling: persist ``ref.query_id`` there; if it raises, the attempt fails and the
+    next one finds the query by its dedupId."""
 
     trace_dir: Path
     idempotency_key: str
     program_path: Path | None = None  # default trace_dir/program.json
     program_input_path: Path | None = None  # default trace_dir/program_input.json
     out_dir: Path | None = None  # default trace_dir
+    atlantic_query_id: str | None = None
+    on_atlantic_query: OnQuery | None = None
 
     @property
     def program_file(self) -> Path:
@@ -114,8 +148,11 @@ class AtlanticProver(Protocol):
         program: Mapping[str, Any],
         program_input: Mapping[str, Any],
         outputs: Sequence[int],
-        dedup_id: str,
+        job_key: str,
+        n_steps: int,
         out_dir: Path,
+        query_id: str | None = None,
+        on_query: OnQuery | None = None,
     ) -> AtlanticResult: ...
 
 
@@ -141,8 +178,8 @@ class AtlanticCircuitOpenError(AtlanticError):
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures (at once on out-of-credit) and stays
-    open for ``cooldown_s``; then one trial goes through (half-open)."""
+    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown_s``;
+    then one trial goes through (half-open). It remembers the last failure's reason."""
 
     def __init__(self, threshold: int, cooldown_s: float, clock: Clock = time.monotonic) -> None:
         self._threshold = max(1, threshold)
@@ -150,6 +187,11 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
+        self.last_failure: str | None = None
+
+    @property
+    def failures(self) -> int:
+        return self._failures
 
     def allows(self) -> bool:
         if self._opened_at is None:
@@ -164,15 +206,91 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self._failures = 0
         self._opened_at = None
+        self.last_failure = None
 
-    def record_failure(self, *, open_now: bool = False) -> None:
+    def record_failure(self, *, open_now: bool = False, reason: str | None = None) -> None:
         self._failures += 1
+        self.last_failure = reason
         if open_now or self._failures >= self._threshold or self._opened_at is not None:
             self._opened_at = self._clock()  # a failed half-open trial reopens it
 
 
+@dataclass(frozen=True)
+class AtlanticCreditStatus:
+    """Atlantic credit as the keeper last saw it (for /healthz, status and a metric)."""
+
+    out_of_credit: bool
+    since: datetime | None  # the first 402 of this episode (UTC)
+    last_refused: datetime | None  # the latest 402
+    detail: str | None  # what Atlantic said with it
+    next_check_in_s: float  # until a job may try Atlantic again; 0: the next one does
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "out_of_credit": self.out_of_credit,
+            "since": None if self.since is None else self.since.isoformat(),
+            "last_refused": None if self.last_refused is None else self.last_refused.isoformat(),
+            "detail": self.detail,
+            "next_check_in_s": round(self.next_check_in_s, 3),
+        }
+
+
+class AtlanticCreditGate:
+    """Remembers that Atlantic refused for lack of credit, and shuts Atlantic out for
+    ``cooldown_s`` after each refusal. Atlantic documents no balance endpoint, so credit is
+    known to be back only when a POST is accepted (``record_accepted``); until then, once
+    the cool-down is over, the next job is let through and its POST is the probe."""
+
+    def __init__(self, cooldown_s: float, clock: Clock, wall_clock: WallClock) -> None:
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._refused_at: float | None = None
+        self.since: datetime | None = None
+        self.last_refused: datetime | None = None
+        self.detail: str | None = None
+
+    def record_refusal(self, detail: str) -> None:
+        self._refused_at = self._clock()
+        self.last_refused = self._wall_clock()
+        self.since = self.since or self.last_refused
+        self.detail = detail
+
+    def record_accepted(self) -> None:
+        self._refused_at = None
+        self.since = self.last_refused = self.detail = None
+
+    def next_check_in(self) -> float:
+        if self._refused_at is None:
+            return 0.0
+        return max(0.0, self._cooldown_s - (self._clock() - self._refused_at))
+
+    def blocks(self) -> bool:
+        return self.next_check_in() > 0.0
+
+    def status(self) -> AtlanticCreditStatus:
+        return AtlanticCreditStatus(
+            out_of_credit=self.since is not None,
+            since=self.since,
+            last_refused=self.last_refused,
+            detail=self.detail,
+            next_check_in_s=self.next_check_in(),
+        )
+
+    def refusal(self) -> AtlanticOutOfCreditError:
+        since = self.since.isoformat(timespec="seconds") if self.since else "recently"
+        return AtlanticOutOfCreditError(
+            f"Atlantic is out of credit (since {since}; Atlantic said: {self.detail}): top up "
+            "the credit of the Herodotus Cloud project this API key belongs to. No Atlantic "
+            f"call is made for another {self.next_check_in():.0f} s "
+            "(prover.circuit_breaker_cooldown_s); then the next job's submission checks again"
+        )
+
+
 class ProvingPolicy:
-    """Runs the configured policy. One instance per keeper: it holds the breaker."""
+    """Runs the configured policy. One instance per keeper: it holds the breaker and the
+    Atlantic credit gate (pass ``atlantic_credit`` from the previous instance when
+    rebuilding it, so a reload does not forget that Atlantic is out of credit)."""
 
     def __init__(
         self,
@@ -183,6 +301,8 @@ class ProvingPolicy:
         on_attempt: Callable[[ProofAttempt], None],
         clock: Clock = time.monotonic,
         dev: DevProver | None = None,
+        wall_clock: WallClock = _utcnow,
+        atlantic_credit: AtlanticCreditGate | None = None,
     ) -> None:
         self._settings = settings
         self._stone = stone
@@ -191,8 +311,23 @@ class ProvingPolicy:
         self._clock = clock
         self._dev = dev
         self.breaker = CircuitBreaker(
-            settings.atlantic_breaker_failures, settings.atlantic_breaker_cooldown_s, clock
+            settings.circuit_breaker_failures, settings.circuit_breaker_cooldown_s, clock
         )
+        self.atlantic_credit = atlantic_credit or AtlanticCreditGate(
+            settings.circuit_breaker_cooldown_s, clock, wall_clock
+        )
+
+    def atlantic_credit_status(self) -> AtlanticCreditStatus:
+        return self.atlantic_credit.status()
+
+    @property
+    def atlantic_out_of_credit_since(self) -> datetime | None:
+        """When Atlantic first refused for lack of credit; None while it has credit."""
+        return self.atlantic_credit.since
+
+    def atlantic_allows(self) -> bool:
+        """Whether the next job may call Atlantic (neither guard is shut)."""
+        return self.breaker.allows() and not self.atlantic_credit.blocks()
 
     async def prove(
         self, request: ProofRequest, *, policy: PolicyName | None = None
@@ -213,7 +348,9 @@ class ProvingPolicy:
             return atlantic_outcome
         if len(errors) == 1:
             raise errors[0]
-        summary = "; ".join(f"{a.prover}: {a.reason}" for a in attempts)
+        summary = "; ".join(
+            f"{a.prover}: {a.reason}" + (f" ({a.detail})" if a.detail else "") for a in attempts
+        )
         raise ProvingFailedError(
             f"no prover produced a proof ({summary}); see the attempts for what to fix",
             attempts,
@@ -263,6 +400,32 @@ class ProvingPolicy:
             stone=result,
         )
 
+    def _atlantic_blocked(self) -> AtlanticError | None:
+        """Why Atlantic may not be called now, or None. Out of credit comes first: it is
+        the real cause and the operator's to fix."""
+        if self.atlantic_credit.blocks():
+            return self.atlantic_credit.refusal()
+        if not self.breaker.allows():
+            last = self.breaker.last_failure
+            return AtlanticCircuitOpenError(
+                f"Atlantic failed {self.breaker.failures} times in a row"
+                + (f" (last: {last})" if last else "")
+                + f"; not trying it for another {self.breaker.reopens_in():.0f} s "
+                "(prover.circuit_breaker_cooldown_s)"
+            )
+        return None
+
+    def _observed(self, on_query: OnQuery | None) -> OnQuery:
+        """The request's callback, after noting that an accepted POST proves credit."""
+
+        def observe(ref: AtlanticQueryRef) -> None:
+            if ref.submitted:
+                self.atlantic_credit.record_accepted()
+            if on_query is not None:
+                on_query(ref)
+
+        return observe
+
     async def _try_atlantic(
         self, request: ProofRequest, attempts: list[ProofAttempt], errors: list[ProverError]
     ) -> ProofOutcome | None:
@@ -274,27 +437,30 @@ class ProvingPolicy:
                                                 Cost(basis="not run"), missing.message))
             errors.append(missing)
             return None
-        if not self.breaker.allows():
-            opened = AtlanticCircuitOpenError(
-                "Atlantic failed repeatedly; not trying it for another "
-                f"{self.breaker.reopens_in():.0f} s (prover.atlantic_breaker_cooldown_s)"
-            )
-            self._report(attempts, ProofAttempt("atlantic", "skipped", opened.code, 0.0, None,
-                                                Cost(basis="not run"), opened.message))
-            errors.append(opened)
+        blocked = self._atlantic_blocked()
+        if blocked is not None:
+            self._report(attempts, ProofAttempt("atlantic", "skipped", blocked.code, 0.0, None,
+                                                Cost(basis="not run"), blocked.message))
+            errors.append(blocked)
             return None
-        program, program_input, outputs = await asyncio.to_thread(_atlantic_inputs, request)
+        inputs = await asyncio.to_thread(_atlantic_inputs, request)
         started = self._clock()
         try:
             result = await self._atlantic.prove(
-                program=program,
-                program_input=program_input,
-                outputs=outputs,
-                dedup_id=request.idempotency_key,
+                program=inputs.program,
+                program_input=inputs.program_input,
+                outputs=inputs.outputs,
+                job_key=request.idempotency_key,
+                n_steps=inputs.n_steps,
                 out_dir=request.output_dir,
+                query_id=request.atlantic_query_id,
+                on_query=self._observed(request.on_atlantic_query),
             )
         except AtlanticError as exc:
-            self.breaker.record_failure(open_now=isinstance(exc, AtlanticOutOfCreditError))
+            if isinstance(exc, AtlanticOutOfCreditError):
+                self.atlantic_credit.record_refusal(exc.detail or exc.message)
+            else:
+                self.breaker.record_failure(reason=f"{exc.code}: {exc.message}")
             seconds = self._clock() - started
             self._report(attempts, ProofAttempt("atlantic", "failed", exc.code, seconds, None,
                                                 self._atlantic_cost(None), exc.message))
@@ -333,8 +499,8 @@ class ProvingPolicy:
         self, request: ProofRequest, attempts: list[ProofAttempt]
     ) -> ProofOutcome:
         started = self._clock()
-        program, _, outputs = await asyncio.to_thread(_atlantic_inputs, request, need_input=False)
-        fact = direct_fact(program_hash(program), outputs)
+        inputs = await asyncio.to_thread(_atlantic_inputs, request, need_input=False)
+        fact = direct_fact(program_hash(inputs.program), inputs.outputs)
         if self._dev is not None:
             await self._dev.register_dev_fact(fact, request)
         seconds = self._clock() - started
@@ -355,21 +521,32 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def _atlantic_inputs(
-    request: ProofRequest, *, need_input: bool = True
-) -> tuple[dict[str, Any], dict[str, Any], tuple[int, ...]]:
-    """Compiled program, program input, and the outputs of the local run (whose fact a
-    remote proof must match)."""
+@dataclass(frozen=True)
+class _AtlanticInputs:
+    program: dict[str, Any]
+    program_input: dict[str, Any]
+    outputs: tuple[int, ...]  # the local run's: a remote proof's fact must match them
+    n_steps: int  # the trace length: Atlantic's declaredJobSize
+
+
+def _atlantic_inputs(request: ProofRequest, *, need_input: bool = True) -> _AtlanticInputs:
+    """Compiled program, program input, the outputs and the length of the local run."""
     program = _read_json_object(request.program_file, "compiled program")
     program_input = (
         _read_json_object(request.program_input_file, "program input") if need_input else {}
     )
-    public_input = _read_json_object(request.trace_dir / "public_input.json", "public input")
-    return program, program_input, public_outputs(public_input)
+    public_path = request.trace_dir / "public_input.json"
+    public_input = _read_json_object(public_path, "public input")
+    n_steps = public_input.get("n_steps")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+        raise InputError(f"public input has no valid n_steps: {public_path}")
+    return _AtlanticInputs(program, program_input, public_outputs(public_input), n_steps)
 
 
 __all__ = [
     "AtlanticCircuitOpenError",
+    "AtlanticCreditGate",
+    "AtlanticCreditStatus",
     "AtlanticProver",
     "CircuitBreaker",
     "Cost",

@@ -26,15 +26,16 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keeper.chain.client import ChainClient, ChainUnreachableError, RouterState
+from keeper.chain import ChainClient, ChainUnreachableError, RouterState
 from keeper.core import faults
 from keeper.core.config import KeeperConfig, load_config
-from keeper.core.errors import ConfigError, KeeperError, StoreError
+from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
 from keeper.core.logs import configure_logging, get_logger
-from keeper.devnet.dev_prover import DevProver, DevProverRefusedError
+from keeper.devnet.dev_prover import DevProver, DevProverRefusedError, is_starknet_devnet
 from keeper.engine.policy import (
     RouterSnapshot,
     accepted_provers,
@@ -42,13 +43,14 @@ from keeper.engine.policy import (
     halt_reason,
 )
 from keeper.engine.provers import build_proving_policy
+from keeper.engine.retries import RetryRules, step_backoff_s
 from keeper.engine.worker import JobWorker, ProgramIdentity
 from keeper.ops.health import HealthServer, HealthState
 from keeper.ops.metrics import KeeperMetrics
 from keeper.ops.notify import SystemdNotifier, watchdog_interval
 from keeper.store.db import Store, open_store
 from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
-from keeper.store.jobs import JobStore
+from keeper.store.jobs import JobState, JobStore
 from keeper.store.ledger import Ledger
 from keeper.stream import (
     EX_TEMPFAIL,
@@ -68,7 +70,7 @@ from keeper.stream.events import (
 )
 from prover import facts
 from prover.atlantic import AtlanticClient
-from prover.errors import InfeasibleAllocation, ProverError
+from prover.errors import InfeasibleAllocation
 from prover.model import compute_allocation
 from prover.policy import ProofAttempt
 from prover.program import compiled_program
@@ -141,6 +143,9 @@ class Keeper:
         _log.info(
             "gate.chain", chain=info.chain_name, spec=info.spec_version, block=info.block_number
         )
+        if self._environ.get(faults.ENV):
+            on_devnet = await is_starknet_devnet(cfg.chain.rpc_url)
+            faults.arm(self._environ, chain_id=info.chain_name, on_devnet=on_devnet)
 
         self.notifier.status("reading the contracts")
         try:
@@ -169,6 +174,12 @@ class Keeper:
             work_dir=cfg.prover.work_dir or cfg.store.path.parent / "work",
             dev_security_bits=cfg.prover.dev_security_bits,
             metrics=self.metrics,
+            retry=RetryRules(
+                step_window_s=cfg.stream.stall_deadline_s,
+                cooldown_s=cfg.jobs.retry_cooldown_s,
+                cooldown_max_s=cfg.jobs.retry_cooldown_max_s,
+                max_paid_failures=cfg.jobs.max_paid_failures,
+            ),
             receipt_timeout_s=cfg.chain.receipt_timeout_s,
             fact_wait_s=cfg.prover.atlantic_deadline_s,
         )
@@ -184,7 +195,9 @@ class Keeper:
             self.jobs.rollback_after_block(db, block_number)
             self.governance.on_stream_rollback(db, block_number)
 
-        self.event_log = open_event_log(self.store, cfg, on_rollback)
+        self.event_log = open_event_log(
+            self.store, cfg, on_rollback, on_quarantine=self.metrics.event_quarantined
+        )
 
     async def _dev_prover(self) -> DevProver | None:
         """The devnet's trusted registrar: required by the dev policy, and used on a
@@ -210,10 +223,14 @@ class Keeper:
         if self.cfg.prover.policy == "dev":
             self.worker.proving = None
             return
+        settings = self.cfg.prover.runtime(
+            self.cfg.secrets, required_security_bits=min_security_bits
+        )
+        previous = self.worker.proving
         self.worker.proving, self._atlantic = build_proving_policy(
-            self.cfg,
+            settings,
             on_attempt=self._on_proof_attempt,
-            required_security_bits=min_security_bits,
+            atlantic_credit=None if previous is None else previous.atlantic_credit,
         )
         self._proving_bits = min_security_bits
 
@@ -293,6 +310,7 @@ class Keeper:
             and self.cfg.prover.policy != "dev"
         ):
             await self._rebuild_proving(state.governance.min_security_bits)
+        self._run_failed_job_again(state.epoch)
         if self._halted:
             return
         try:
@@ -323,6 +341,30 @@ class Keeper:
                     reason=decision.reason,
                 )
 
+    def _run_failed_job_again(self, epoch: int) -> None:
+        """The current epoch's failed job runs again once its cool-down has passed; a
+        parked one waits for the operator. Either way /healthz says so."""
+        job = self.jobs.for_epoch(self._router, epoch)
+        problems: list[str] = []
+        if job is not None and job.state == JobState.FAILED:
+            now = datetime.now(UTC)
+            if job.retry_after is None:
+                problems.append(
+                    f"epoch {epoch} is parked after run {job.run} ({job.failure_code}: "
+                    f"{job.failure_reason}); after fixing the cause run "
+                    f"`obsqra-keeper jobs retry {epoch}`"
+                )
+            elif datetime.fromisoformat(job.retry_after) <= now:
+                self.jobs.reopen(job, f"cool-down over after {job.failure_code}")
+                _log.info("job.reopened", epoch=epoch, run=job.run + 1)
+            else:
+                problems.append(
+                    f"epoch {epoch} failed (run {job.run}: {job.failure_code}); it runs again "
+                    f"at {job.retry_after}"
+                )
+        self.health.job_problems = problems
+        self.metrics.jobs_parked(sum(1 for p in problems if "parked" in p))
+
     async def _decide_tolerating_outages(self) -> bool:
         """``_decide``, riding out a node that is briefly unreachable: a keeper that exits
         on every RPC blip restart-loops into systemd's start limit. Past the stream's stall
@@ -333,12 +375,14 @@ class Keeper:
             now = time.monotonic()
             if self._node_down_since is None:
                 self._node_down_since = now
+                self.health.node_unreachable_since = time.time()
             down_s = now - self._node_down_since
             if down_s > self.cfg.stream.stall_deadline_s:
                 raise
             _log.warning("keeper.node_unreachable", error=str(exc), down_s=round(down_s, 1))
             return False
         self._node_down_since = None
+        self.health.node_unreachable_since = None
         return True
 
     async def _work(self) -> float | None:
@@ -359,7 +403,7 @@ class Keeper:
         if after.state != job.state:
             return 0.0
         if after.attempts > job.attempts:
-            return retry_delay(after.attempts, self.cfg.stream.poll_interval_s)
+            return step_backoff_s(after.attempts, self.cfg.stream.poll_interval_s)
         return None
 
     async def pipeline(self) -> None:
@@ -419,13 +463,22 @@ class Keeper:
             )
             available["stone"] = configured and self._last_attempt.get("stone", True)
         if policy in ("stone_then_atlantic", "atlantic_only"):
-            breaker = self.worker.proving.breaker if self.worker.proving else None
+            proving = self.worker.proving
             available["atlantic"] = self._atlantic is not None and (
-                breaker is None or breaker.allows()
+                proving is None or proving.atlantic_allows()
             )
         for name, up in available.items():
             self.metrics.prover_available(name, up)
         self.health.provers = available
+        credit = self.worker.proving.atlantic_credit_status() if self.worker.proving else None
+        out = credit is not None and credit.out_of_credit
+        self.metrics.atlantic_out_of_credit(out)
+        self.health.atlantic_out_of_credit = (
+            f"Atlantic is out of credit since {credit.since}: top up the Herodotus Cloud "
+            f"project ({credit.detail})"
+            if credit is not None and out
+            else None
+        )
 
     # ------------------------------------------------------------------ signals
     def request_stop(self, reason: str = "SIGTERM") -> None:
@@ -469,11 +522,6 @@ class Keeper:
         self.notifier.ready("running (config reloaded)")
 
 
-def retry_delay(attempts: int, poll_interval_s: float, cap_s: float = 60.0) -> float:
-    """Backoff before retrying a failed step: doubles per attempt, capped."""
-    return float(min(cap_s, poll_interval_s * 2 ** max(0, attempts - 1)))
-
-
 def replace_prover(old: KeeperConfig, new: KeeperConfig) -> KeeperConfig:
     """The running config with the sections a reload may change live."""
     return old.model_copy(update={"prover": new.prover, "log": new.log, "secrets": new.secrets})
@@ -482,12 +530,11 @@ def replace_prover(old: KeeperConfig, new: KeeperConfig) -> KeeperConfig:
 async def run_keeper(
     cfg: KeeperConfig, environ: Mapping[str, str], config_path: Path | None
 ) -> int:
-    faults.arm(environ)
     keeper = Keeper(cfg, environ=environ, config_path=config_path)
     loop = asyncio.get_running_loop()
     try:
         await keeper.start()
-    except (KeeperError, ProverError) as exc:
+    except ObsqraError as exc:
         keeper.notifier.status(f"start-up failed: {exc}")
         raise
     loop.add_signal_handler(signal.SIGTERM, keeper.request_stop)
@@ -545,7 +592,7 @@ def _fatal_exit_code(task: str, exc: BaseException) -> int:
     if isinstance(exc, StoreError):
         _log.error("keeper.fatal", task=task, error=str(exc), code=exc.code)
         return exc.exit_code
-    if isinstance(exc, KeeperError | ProverError):
+    if isinstance(exc, ObsqraError):
         _log.error("keeper.fatal", task=task, error=str(exc), code=exc.code)
         return 1
     _log.error("keeper.crashed", task=task, error=repr(exc), exc_info=exc)

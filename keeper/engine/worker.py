@@ -21,12 +21,15 @@ repeat:
   with the decoded reason. A reverted transaction is never a success.
 
 Failures that may pass (node unreachable, receipt not yet there, prover down) count as
-attempts in the current state; past ``max_attempts`` the job fails with the last reason.
+attempts in the current state; when the step has been failing for longer than the
+retry window the run fails with the last reason. A failed run is followed by another
+after a cool-down, or parked by a money rule (``keeper.engine.retries``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from keeper.chain.client import (
+from keeper.chain import (
     ChainClient,
     ChainUnreachableError,
     FeeAboveCeilingError,
@@ -53,10 +56,12 @@ from keeper.core.errors import KeeperError, StoreError
 from keeper.core.logs import bind_job, get_logger
 from keeper.devnet.dev_prover import DevProver
 from keeper.engine.policy import AcceptedProvers
+from keeper.engine.retries import RetryRules
 from keeper.ops.metrics import KeeperMetrics
 from keeper.store.jobs import Job, JobState, JobStore, StaleJobState
 from keeper.store.ledger import CostEntry, Ledger
 from prover import facts
+from prover.atlantic import AtlanticQueryLimitError, AtlanticQueryRef
 from prover.errors import InfeasibleAllocation, InputError, ProverError
 from prover.model import AllocationInputs
 from prover.policy import ProofAttempt, ProofRequest, ProvingPolicy
@@ -98,7 +103,7 @@ class JobWorker:
         work_dir: Path,
         dev_security_bits: int,
         metrics: KeeperMetrics | None = None,
-        max_attempts: int = 5,
+        retry: RetryRules | None = None,
         receipt_timeout_s: float = 60.0,
         fact_wait_s: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -113,7 +118,7 @@ class JobWorker:
         self._work_dir = work_dir
         self._dev_bits = dev_security_bits
         self._metrics = metrics
-        self._max_attempts = max_attempts
+        self._retry = retry or RetryRules()
         self._receipt_timeout_s = receipt_timeout_s
         self._fact_wait_s = fact_wait_s
         self._clock = clock
@@ -144,6 +149,9 @@ class JobWorker:
                 return self._retry_or_fail(job, exc.code, str(exc))
             except WouldRevertError as exc:
                 return self._after_revert(job, exc.reason, sent=False)
+            except AtlanticQueryLimitError as exc:
+                # Every query this job may pay for FAILED: only the operator spends more.
+                return self._fail(job, exc.code, str(exc), paid=True, park=True)
             except ProverError as exc:
                 # A prover that crashed or an Atlantic outage may pass; bad input will not.
                 if isinstance(exc, InputError):
@@ -154,24 +162,55 @@ class JobWorker:
                 # that refuses this keeper. The job fails with the reason; the keeper lives.
                 return self._fail(job, exc.code, str(exc))
 
-    def _fail(self, job: Job, code: str, reason: str) -> Job:
-        _log.error("job.failed", code=code, reason=reason)
-        return self._jobs.fail(self._jobs.require(job.id), code, reason)
+    def _fail(
+        self, job: Job, code: str, reason: str, *, paid: bool = False, park: bool = False
+    ) -> Job:
+        """End this run. It runs again after a cool-down unless a money rule parks it:
+        ``paid`` counts this failure as one that cost money, ``park`` parks at once."""
+        current = self._jobs.require(job.id)
+        now = self._clock()
+        retry_after = (
+            None
+            if park
+            else self._retry.retry_after(
+                now=now, run=current.run, paid_failures=current.paid_failures + int(paid)
+            )
+        )
+        if retry_after is None:
+            _log.error("job.parked", code=code, reason=reason, run=current.run,
+                       hint=f"obsqra-keeper jobs retry {current.epoch}")
+        else:
+            _log.error("job.failed", code=code, reason=reason, run=current.run,
+                       retry_at=retry_after.isoformat(timespec="seconds"))
+        return self._jobs.fail(current, code, reason, retry_after=retry_after, paid=paid)
 
     def _retry_or_fail(self, job: Job, code: str, reason: str) -> Job:
+        """A failed attempt that may pass: retried with backoff until the step has been
+        failing for the whole retry window, then the run fails."""
         current = self._jobs.require(job.id)
         attempts = self._jobs.record_attempt_failure(current, code, reason)
-        if attempts >= self._max_attempts:
-            return self._fail(current, code, f"gave up after {attempts} attempts: {reason}")
+        current = self._jobs.require(job.id)
+        if self._step_gave_up(current):
+            return self._fail(
+                current,
+                code,
+                f"still failing after {self._retry.step_window_s:.0f} s ({attempts} attempts): "
+                f"{reason}",
+            )
         _log.warning("job.attempt_failed", code=code, reason=reason, attempts=attempts)
-        return self._jobs.require(job.id)
+        return current
+
+    def _step_gave_up(self, job: Job) -> bool:
+        if job.failing_since is None:
+            return False
+        return self._retry.step_gives_up(datetime.fromisoformat(job.failing_since), self._clock())
 
     def _after_revert(self, job: Job, reason: str, *, sent: bool) -> Job:
         current = self._jobs.require(job.id)
         if any(r in reason for r in SUPERSEDING_REASONS):
             _log.info("job.superseded", reason=reason, sent=sent)
             return self._jobs.supersede(current, f"the router refused: {reason}")
-        return self._fail(current, "reverted" if sent else "would_revert", reason)
+        return self._fail(current, "reverted" if sent else "would_revert", reason, paid=sent)
 
     async def _epoch_moved(self, job: Job) -> RouterState | None:
         """The router state when it is still at the job's epoch, else None (superseded)."""
@@ -234,11 +273,7 @@ class JobWorker:
             return job
         if self.proving is None:
             return self._fail(job, "no_prover", f"policy {policy} has no prover configured")
-        # A FAILED Atlantic query stays bound to its dedupId: each new attempt gets its own
-        # key, while a restart in the middle of one attempt reuses it (and finds the query).
-        request = ProofRequest(
-            trace_dir=Path(str(job.trace_dir)), idempotency_key=f"{job.id}#{job.attempts}"
-        )
+        request = self._proof_request(job)
 
         self._proving_job = job
         try:
@@ -258,6 +293,37 @@ class JobWorker:
         )
         faults.crash_point("proved")
         return job
+
+    def _proof_request(self, job: Job) -> ProofRequest:
+        """One paid Atlantic query per job and output, for the job's whole life: the key
+        is the job id and a digest of the output (a later run on other inputs proves
+        something else), and a query already created for that key is resumed."""
+        digest = hashlib.sha256(str(job.output_json).encode()).hexdigest()[:16]
+        job_key = f"{job.id}/{digest}"
+        known = job.atlantic_query_id
+        if job.atlantic_dedup_id is None or not job.atlantic_dedup_id.startswith(job_key + "#"):
+            known = None  # that query proves another output
+
+        def on_query(ref: AtlanticQueryRef) -> None:
+            # Committed before anything else can fail: a crash from here on resumes it.
+            current = self._jobs.require(job.id)
+            self._jobs.set_columns(
+                current, atlantic_query_id=ref.query_id, atlantic_dedup_id=ref.dedup_id
+            )
+            if ref.replaces is not None:
+                _log.warning(
+                    "job.atlantic_query_replaced",
+                    failed_query=ref.replaces.query_id,
+                    reason=ref.replaces.reason,
+                    new_query=ref.query_id,
+                )
+
+        return ProofRequest(
+            trace_dir=Path(str(job.trace_dir)),
+            idempotency_key=job_key,
+            atlantic_query_id=known,
+            on_atlantic_query=on_query,
+        )
 
     def on_proof_attempt(self, attempt: ProofAttempt) -> None:
         """ProvingPolicy's ``on_attempt``: one ledger row per attempt of the job in proof."""
@@ -378,10 +444,10 @@ class JobWorker:
         tx_hash = int(str(job.submit_tx_hash), 16)
         outcome = await self._chain.wait(tx_hash, self._receipt_timeout_s)
         if outcome is None:
-            attempts = self._jobs.record_attempt_failure(
+            self._jobs.record_attempt_failure(
                 job, "receipt_pending", f"no receipt for {tx_hash:#x} yet"
             )
-            if attempts < self._max_attempts:
+            if not self._step_gave_up(self._jobs.require(job.id)):
                 return self._jobs.require(job.id)
             # The transaction never landed (dropped, or broadcast never happened): look at
             # the chain, then either confirm or prepare a new submission.

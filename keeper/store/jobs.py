@@ -2,6 +2,13 @@
 
     detected → traced → proving → proved → fact_registered → submitted → confirmed
         any open state → failed (reason) | superseded (the epoch moved on-chain)
+        failed → detected (reopened: the next run of the same job, same epoch)
+
+A failed job is not the end of its epoch: while the epoch is still the router's current
+one, the daemon reopens it once ``retry_after`` has passed (``run`` counts the runs, the
+transitions keep the lineage). A failed job without ``retry_after`` is *parked*: a money
+rule stopped it (too many paid failures) and only the operator reopens it
+(``obsqra-keeper jobs retry EPOCH``).
 
 This module is the only place that moves a job from one state to the next, and every
 move is one store transaction that also appends a ``job_transitions`` row. A move names
@@ -38,9 +45,9 @@ class JobState(StrEnum):
     SUPERSEDED = "superseded"
 
 
-TERMINAL: frozenset[JobState] = frozenset(
-    {JobState.CONFIRMED, JobState.FAILED, JobState.SUPERSEDED}
-)
+# No job leaves these. FAILED is closed too, but may be reopened (``reopen``).
+TERMINAL: frozenset[JobState] = frozenset({JobState.CONFIRMED, JobState.SUPERSEDED})
+CLOSED: frozenset[JobState] = TERMINAL | {JobState.FAILED}
 # States in which nothing of the job has reached the chain: a reorg that removes the
 # triggering event may cancel these (a submitted transaction is left to its receipt).
 OFF_CHAIN: frozenset[JobState] = frozenset(
@@ -62,6 +69,8 @@ _BACK: dict[JobState, frozenset[JobState]] = {
 
 
 def allowed(src: JobState, dst: JobState) -> bool:
+    if src == JobState.FAILED:
+        return dst == JobState.DETECTED  # reopened: the next run of the same job
     if src in TERMINAL:
         return False
     if dst in (JobState.FAILED, JobState.SUPERSEDED):
@@ -115,6 +124,12 @@ class Job:
     failure_reason: str | None
     created_at: str
     updated_at: str
+    run: int
+    failing_since: str | None
+    retry_after: str | None
+    paid_failures: int
+    verification_hash: str | None
+    atlantic_dedup_id: str | None
 
     @property
     def output(self) -> list[int]:
@@ -131,7 +146,12 @@ class Job:
 
     @property
     def is_open(self) -> bool:
-        return self.state not in TERMINAL
+        return self.state not in CLOSED
+
+    @property
+    def parked(self) -> bool:
+        """Failed and waiting for the operator (a money rule stopped automatic runs)."""
+        return self.state == JobState.FAILED and self.retry_after is None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -157,6 +177,8 @@ _MUTABLE = frozenset(
         "submit_tx_hash",
         "failure_code",
         "failure_reason",
+        "verification_hash",
+        "atlantic_dedup_id",
     }
 )
 
@@ -190,12 +212,16 @@ class JobStore:
         return job
 
     def open_jobs(self) -> list[Job]:
-        terminal = tuple(s.value for s in TERMINAL)
+        closed = tuple(s.value for s in CLOSED)
         rows = self._store.query(
-            f"SELECT * FROM jobs WHERE state NOT IN ({','.join('?' * len(terminal))}) "
+            f"SELECT * FROM jobs WHERE state NOT IN ({','.join('?' * len(closed))}) "
             "ORDER BY epoch, created_at",
-            terminal,
+            closed,
         )
+        return [Job.from_row(r) for r in rows]
+
+    def recent(self, limit: int = 50) -> list[Job]:
+        rows = self._store.query("SELECT * FROM jobs ORDER BY epoch DESC LIMIT ?", (limit,))
         return [Job.from_row(r) for r in rows]
 
     def open_epochs(self, router: int) -> frozenset[int]:
@@ -258,12 +284,17 @@ class JobStore:
         """Move ``job`` from the state it was read in to ``to`` and set ``columns``."""
         if not allowed(job.state, to):
             raise IllegalTransition(f"job {job.id}: {job.state} → {to} is not a legal move")
+        if job.state == JobState.FAILED:
+            return self.reopen(job, detail or "reopened")
         unknown = set(columns) - _MUTABLE
         if unknown:
             raise JobError(f"job {job.id}: cannot set {sorted(unknown)}")
         now = self._now()
         assignments = ", ".join(f"{c} = ?" for c in columns)
-        sets = f"state = ?, attempts = 0, updated_at = ?{', ' if columns else ''}{assignments}"
+        sets = (
+            "state = ?, attempts = 0, failing_since = NULL, updated_at = ?"
+            f"{', ' if columns else ''}{assignments}"
+        )
         with self._store.transaction() as db:
             cursor = db.execute(
                 f"UPDATE jobs SET {sets} WHERE id = ? AND state = ?",
@@ -277,14 +308,72 @@ class JobStore:
             self._log_transition(db, job.id, job.state, to, detail, now)
         return self.require(job.id)
 
-    def fail(self, job: Job, code: str, reason: str) -> Job:
-        return self.advance(
+    def fail(
+        self,
+        job: Job,
+        code: str,
+        reason: str,
+        *,
+        retry_after: datetime | None,
+        paid: bool = False,
+    ) -> Job:
+        """Close the run as failed. ``retry_after``: when the daemon may reopen it (None:
+        parked until the operator retries it). ``paid``: the failure cost money (a
+        reverted transaction, a failed paid query); the money rules count these."""
+        job = self.advance(
             job,
             JobState.FAILED,
             detail=f"{code}: {reason}",
             failure_code=code,
             failure_reason=reason,
         )
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET retry_after = ?, paid_failures = paid_failures + ? "
+                "WHERE id = ? AND state = ?",
+                (_iso(retry_after), int(paid), job.id, JobState.FAILED.value),
+            )
+        return self.require(job.id)
+
+    def reopen(self, job: Job, detail: str) -> Job:
+        """The next run of a failed job: back to ``detected`` (the model runs again on the
+        then-current inputs). What identifies paid work (the Atlantic query, the fact, its
+        registration) is kept, so a new run resumes it instead of paying again."""
+        if job.state != JobState.FAILED:
+            raise IllegalTransition(f"job {job.id}: only a failed job is reopened ({job.state})")
+        now = self._now()
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET state = ?, run = run + 1, attempts = 0, failing_since = NULL,"
+                " retry_after = NULL, failure_code = NULL, failure_reason = NULL,"
+                " updated_at = ? WHERE id = ? AND state = ?",
+                (JobState.DETECTED.value, now, job.id, JobState.FAILED.value),
+            )
+            if cursor.rowcount != 1:
+                raise StaleJobState(f"job {job.id} is no longer failed; re-read it")
+            self._log_transition(
+                db, job.id, JobState.FAILED, JobState.DETECTED, f"run {job.run + 1}: {detail}", now
+            )
+        return self.require(job.id)
+
+    def allow_retry(self, job: Job, *, at: datetime) -> Job:
+        """The operator's ``jobs retry``: the failed (or parked) job may be reopened from
+        ``at`` on, and its paid failures are forgiven (the operator accepts the cost)."""
+        if job.state != JobState.FAILED:
+            raise JobError(
+                f"job {job.id} is {job.state}, not failed: nothing to retry"
+            )
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET retry_after = ?, paid_failures = 0, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (_iso(at), self._now(), job.id, JobState.FAILED.value),
+            )
+            self._log_transition(
+                db, job.id, JobState.FAILED, JobState.FAILED, "operator: retry requested",
+                self._now(),
+            )
+        return self.require(job.id)
 
     def supersede(self, job: Job, reason: str) -> Job:
         return self.advance(
@@ -296,12 +385,15 @@ class JobStore:
         )
 
     def record_attempt_failure(self, job: Job, code: str, reason: str) -> int:
-        """Count a failed attempt in the job's current state; returns the new count."""
+        """Count a failed attempt in the job's current state (``failing_since`` keeps
+        when the first one happened); returns the new count."""
+        now = self._now()
         with self._store.transaction() as db:
             cursor = db.execute(
                 "UPDATE jobs SET attempts = attempts + 1, failure_code = ?, failure_reason = ?,"
-                " updated_at = ? WHERE id = ? AND state = ?",
-                (code, reason, self._now(), job.id, job.state.value),
+                " failing_since = COALESCE(failing_since, ?), updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (code, reason, now, now, job.id, job.state.value),
             )
             if cursor.rowcount != 1:
                 raise StaleJobState(f"job {job.id} is no longer in state {job.state}")
@@ -360,3 +452,7 @@ class JobStore:
             " VALUES (?, ?, ?, ?, ?)",
             (jid, None if src is None else src.value, dst.value, detail, now),
         )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds")

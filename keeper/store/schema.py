@@ -151,4 +151,33 @@ _JOBS_V3 = _sql(
 )
 
 MIGRATIONS.append(Migration(3, "jobs_costs_governance", _JOBS_V3))
+
+# Migration 4: jobs that are never stuck (a failed job of the current epoch is reopened
+# after a cool-down: ``run`` counts its runs; ``retry_after`` NULL on a failed job means
+# parked, waiting for the operator), the verification the router is pointed at, and the
+# Integrity transactions that registered a fact (each hash stored before broadcast).
+_JOBS_V4 = _sql(
+    "ALTER TABLE jobs ADD COLUMN run INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE jobs ADD COLUMN failing_since TEXT",  # first failed attempt in this state
+    "ALTER TABLE jobs ADD COLUMN retry_after TEXT",  # failed: reopen from then; NULL: parked
+    "ALTER TABLE jobs ADD COLUMN paid_failures INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN verification_hash TEXT",
+    "ALTER TABLE jobs ADD COLUMN atlantic_dedup_id TEXT",
+    """CREATE TABLE fact_registrations (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        fact_hash TEXT NOT NULL,
+        integrity_job_id TEXT NOT NULL,     -- Integrity's split-verification job id
+        step INTEGER NOT NULL,              -- 0 = initial, 1..k = steps, k+1 = final
+        function TEXT NOT NULL,             -- the FactRegistry entry point
+        calldata_felts INTEGER NOT NULL,
+        tx_hash TEXT,                       -- stored before the broadcast
+        status TEXT NOT NULL,               -- signing | sent | succeeded | reverted | abandoned
+        reason TEXT,
+        at TEXT NOT NULL,
+        UNIQUE (integrity_job_id, step)
+    )""",
+    "CREATE INDEX fact_registrations_job ON fact_registrations (job_id)",
+)
+MIGRATIONS.append(Migration(4, "jobs_liveness_registrations", _JOBS_V4))
 MIGRATIONS.sort(key=lambda m: m.version)

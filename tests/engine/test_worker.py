@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from keeper.chain.client import RouterState, Verification, VerifierConfig
+from keeper.chain import RouterState, Verification, VerifierConfig
 from keeper.chain.governance import GovernanceParams
-from keeper.engine.daemon import retry_delay
+from keeper.engine.retries import RetryRules
 from keeper.engine.worker import JobWorker, ProgramIdentity
 from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobState, JobStore
@@ -100,16 +98,55 @@ async def test_atlantic_fact_that_never_appears_fails_after_the_deadline(jobs: J
     assert after.failure_reason is not None and "q-1" in after.failure_reason
 
 
-@given(st.integers(min_value=1, max_value=64), st.floats(min_value=0.01, max_value=30))
-def test_retry_delay_doubles_and_is_capped(attempts: int, poll: float) -> None:
-    delay = retry_delay(attempts, poll)
-    assert 0 < delay <= 60
-    assert delay == min(60, poll * 2 ** (attempts - 1))
-    assert retry_delay(attempts + 1, poll) >= delay
+class DownChain(FakeChain):
+    """A node that does not answer."""
+
+    async def router_state(self) -> RouterState:
+        from keeper.chain import ChainUnreachableError
+
+        raise ChainUnreachableError("starknet_call: connection refused")
+
+
+def _registered_job(jobs: JobStore) -> Job:
+    job = _proved_atlantic_job(jobs)
+    return jobs.advance(job, JobState.FACT_REGISTERED)
+
+
+async def test_a_failing_step_is_retried_for_the_whole_window_then_the_run_fails(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    jobs = JobStore(open_store(tmp_path / "k.sqlite3"), clock=clock)
+    worker = JobWorker(
+        jobs=jobs,
+        ledger=Ledger(jobs._store),
+        chain=DownChain(),
+        dev_prover=None,
+        program=ProgramIdentity({}, 0x1, 0x2),
+        work_dir=Path("/nonexistent"),
+        dev_security_bits=96,
+        retry=RetryRules(step_window_s=300, cooldown_s=60, cooldown_max_s=600),
+        clock=clock,
+    )
+    job = _registered_job(jobs)
+    start = clock.now
+    for seconds in (0, 10, 100, 299):  # many attempts: a count would have given up
+        clock.now = start + timedelta(seconds=seconds)
+        after = await worker.step(jobs.require(job.id))
+        assert after.state == JobState.FACT_REGISTERED
+    clock.now = start + timedelta(seconds=300)
+    after = await worker.step(jobs.require(job.id))
+    assert (after.state, after.failure_code, after.parked) == (
+        JobState.FAILED, "rpc_unreachable", False
+    )
+    assert after.retry_after == (clock.now + timedelta(seconds=60)).isoformat(
+        timespec="milliseconds"
+    )
+    assert after.paid_failures == 0  # nothing was paid: it never parks for this
 
 
 async def test_the_loop_rides_out_a_node_outage_until_the_stall_deadline() -> None:
-    from keeper.chain.client import ChainUnreachableError
+    from keeper.chain import ChainUnreachableError
     from keeper.core.config import load_config
     from keeper.engine.daemon import Keeper
 

@@ -6,7 +6,9 @@ point to. The fact hash it reports is computed with cairo-lang's own primitives 
 with prover.facts), so the client's check is tested against an independent formula.
 
 Faults are scripted per endpoint ("submit", "lookup", "status", "proof") and consumed one
-per request: see ``FakeAtlantic.script``.
+per request: see ``FakeAtlantic.script``. Each query follows ``plan`` (its status per poll)
+unless ``plans`` holds a plan for it (consumed one per created query) or its own ``plan``
+is set later, e.g. to fail a query between two attempts of the client.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ FAULTS = (
     "accept_then_409",  # submit only: creates the query, answers 409 (as if a racing POST won)
     "402",  # out of credit
     "400",  # JSON validation error
+    "404",  # lookup only: a lagging dedupId index that does not show the query yet
 )
 
 
@@ -77,6 +80,7 @@ class Query:
     program_input: dict[str, Any]
     fact: int
     polls: int = 0
+    plan: Sequence[str] | None = None  # this query's statuses; None: the server's plan
 
 
 @dataclass
@@ -96,6 +100,7 @@ class FakeAtlantic:
         self.faults: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str]] = []  # (endpoint, outcome)
         self.created = 0  # queries created (what the money is spent on)
+        self.plans: list[Sequence[str]] = []  # per created query, in order; then ``plan``
         self.duplicate_posts = 0  # POSTs that reused an existing dedupId
         self.key_in_query_string = False
         self.key_sent_to_storage = False
@@ -113,6 +118,16 @@ class FakeAtlantic:
 
     def count(self, endpoint: str) -> int:
         return sum(1 for name, _ in self.requests if name == endpoint)
+
+    def by_dedup_id(self, dedup_id: str) -> Query:
+        (query,) = [q for q in self.queries.values() if q.dedup_id == dedup_id]
+        return query
+
+    def set_plan(self, query_id: str, *plan: str) -> None:
+        """From now on, ``query_id`` answers ``plan`` (from its first entry)."""
+        with self._lock:
+            query = self.queries[query_id]
+            query.plan, query.polls = plan, 0
 
     @contextmanager
     def running(self) -> Iterator[FakeAtlantic]:
@@ -154,13 +169,15 @@ class FakeAtlantic:
                 self.duplicate_posts += 1
                 return 409, {"error": "conflict", "message": f"dedupId {dedup} already used"}
             query = Query(uuid.uuid4().hex, dedup, form, program, program_input, fact)
+            query.plan = self.plans.pop(0) if self.plans else None
             self.queries[query.id] = query
             self.created += 1
         return 200, {"atlanticQueryId": query.id}
 
     def _status_body(self, query: Query, *, advance: bool) -> dict[str, Any]:
         with self._lock:
-            status = self.plan[min(query.polls, len(self.plan) - 1)]
+            plan = query.plan if query.plan is not None else self.plan
+            status = plan[min(query.polls, len(plan) - 1)]
             if advance:
                 query.polls += 1
         body: dict[str, Any] = {
@@ -175,6 +192,7 @@ class FakeAtlantic:
                 "programHash": None,
                 "layout": query.form.get("layout"),
                 "jobSize": self.job_size,
+                "declaredJobSize": query.form.get("declaredJobSize"),
                 "network": query.form.get("network"),
                 "result": query.form.get("result"),
             },
@@ -261,6 +279,8 @@ def _handler_for(fake: FakeAtlantic) -> type[BaseHTTPRequestHandler]:
                                  "message": "Not enough credits to run this query"})
             elif fault == "400":
                 self._send(400, {"error": "bad_request", "message": "invalid layout"})
+            elif fault == "404":
+                self._send(404, {"error": "not_found", "message": "no query with this dedupId"})
             return True
 
         def _authorised(self) -> bool:

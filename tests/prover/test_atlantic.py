@@ -6,11 +6,13 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from prover.atlantic import (
@@ -21,21 +23,26 @@ from prover.atlantic import (
     AtlanticFactMismatchError,
     AtlanticOutOfCreditError,
     AtlanticQueryFailedError,
+    AtlanticQueryLimitError,
+    AtlanticQueryRef,
     AtlanticRejectedError,
+    AtlanticResult,
     AtlanticUnavailableError,
 )
 from prover.errors import InputError
-from prover.settings import ProverSettings
+from prover.settings import JOB_SIZES, ProverSettings, atlantic_job_size
 from tests.support.reference import STONE_SAMPLES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
-from atlantic_server import FakeAtlantic, atlantic_fact
+from atlantic_server import FAILURE_REASON, FakeAtlantic, atlantic_fact
 
 SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 PROGRAM: dict[str, Any] = json.loads((SAMPLES / "weights_compiled.json").read_text())
 PROGRAM_INPUT: dict[str, Any] = json.loads((SAMPLES / "input.json").read_text())
 ATTEMPTS = 5
+N_STEPS = json.loads((SAMPLES / "public_input.json").read_text())["n_steps"]
+JOB = "router-1:epoch-7"
 
 
 class FakeClock:
@@ -67,7 +74,7 @@ def clock() -> FakeClock:
 
 
 def settings_for(server: FakeAtlantic, **overrides: Any) -> ProverSettings:
-    base = ProverSettings(
+    return ProverSettings(
         atlantic_base_url=server.base_url,
         atlantic_api_key=server.api_key,
         atlantic_request_timeout_s=0.25,
@@ -78,17 +85,29 @@ def settings_for(server: FakeAtlantic, **overrides: Any) -> ProverSettings:
         atlantic_poll_interval_s=5.0,
         atlantic_poll_max_interval_s=20.0,
         atlantic_deadline_s=600.0,
-    )
-    return replace(base, **overrides)
+    ).model_copy(update=overrides)
+
+
+class JobRecord:
+    """What the keeper persists of a job: the query id ``on_query`` reported."""
+
+    def __init__(self) -> None:
+        self.query_id: str | None = None
+        self.refs: list[AtlanticQueryRef] = []
+
+    def on_query(self, ref: AtlanticQueryRef) -> None:
+        self.refs.append(ref)
+        self.query_id = ref.query_id
 
 
 async def prove(
     server: FakeAtlantic,
     clock: FakeClock,
     out_dir: Path,
-    dedup: str = "router-1:epoch-7",
+    job: str = JOB,
+    record: JobRecord | None = None,
     **overrides: Any,
-) -> Any:
+) -> AtlanticResult:
     async with AtlanticClient(
         settings_for(server, **overrides), sleep=clock.sleep, clock=clock
     ) as client:
@@ -96,8 +115,11 @@ async def prove(
             program=PROGRAM,
             program_input=PROGRAM_INPUT,
             outputs=OUTPUTS,
-            dedup_id=dedup,
+            job_key=job,
+            n_steps=N_STEPS,
             out_dir=out_dir,
+            query_id=None if record is None else record.query_id,
+            on_query=None if record is None else record.on_query,
         )
 
 
@@ -110,13 +132,15 @@ async def test_happy_path(server: FakeAtlantic, clock: FakeClock, tmp_path: Path
     assert result.job_size == "S"
     assert result.proof_path == tmp_path / "atlantic_proof.json"
     assert json.loads(result.proof_path.read_text()) == server.proof
+    assert (result.dedup_id, result.generation) == ("router-1:epoch-7#0", 0)
     assert server.created == 1
     assert server.duplicate_posts == 0
     assert server.requests[0] == ("lookup", "404")  # looked up before submitting
     query = next(iter(server.queries.values()))
     assert query.form["cairoVersion"] == "cairo0"
     assert query.form["cairoVm"] == "python"
-    assert query.form["dedupId"] == "router-1:epoch-7"
+    assert query.form["dedupId"] == "router-1:epoch-7#0"
+    assert query.form["declaredJobSize"] == "S"  # 4,096 steps: Atlantic's table says S
     assert query.form["network"] == "TESTNET"
     assert query.form["result"] == "PROOF_VERIFICATION_ON_L2"
     assert query.program == PROGRAM
@@ -151,13 +175,14 @@ async def test_post_accepted_but_reply_lost_is_found_by_dedup_id(
 
 
 @pytest.mark.parametrize("endpoint", ["lookup", "status", "proof"])
-@pytest.mark.parametrize("fault", ["503", "drop", "slow", "500html"])
+@pytest.mark.parametrize("fault", ["503", "drop", "slow", "500html", "html200"])
 async def test_transient_faults_elsewhere_are_retried(
     server: FakeAtlantic, clock: FakeClock, tmp_path: Path, endpoint: str, fault: str
 ) -> None:
     server.script(endpoint, fault, fault)
     result = await prove(server, clock, tmp_path)
     assert result.proof_path is not None
+    assert json.loads(result.proof_path.read_text()) == server.proof
     assert server.created == 1
 
 
@@ -232,9 +257,13 @@ async def test_final_errors_are_not_retried(
 
 async def test_failed_query(server: FakeAtlantic, clock: FakeClock, tmp_path: Path) -> None:
     server.plan = ("IN_PROGRESS", "FAILED")
-    with pytest.raises(AtlanticQueryFailedError, match="assert failed"):
+    with pytest.raises(AtlanticQueryFailedError, match="assert failed") as info:
         await prove(server, clock, tmp_path)
     assert server.created == 1
+    failed = server.by_dedup_id(f"{JOB}#0")
+    assert info.value.failure.query_id == failed.id
+    assert info.value.next_dedup_id == f"{JOB}#1"
+    assert f"next attempt submits a new query under dedupId {JOB}#1" in str(info.value)
 
 
 async def test_stuck_query_hits_the_deadline_and_is_resumed_later(
@@ -291,13 +320,13 @@ async def test_the_api_key_never_leaks(
         for fault in ("402", "400", "500json"):
             server.script("submit", fault)
             with pytest.raises(AtlanticError) as info:
-                await prove(server, clock, tmp_path, dedup=f"k-{fault}")
+                await prove(server, clock, tmp_path, job=f"k-{fault}")
             messages += [str(info.value), repr(info.value)]
         server.script("submit", *["503"] * ATTEMPTS)
         with pytest.raises(AtlanticUnavailableError) as unavailable:
-            await prove(server, clock, tmp_path, dedup="k-503")
+            await prove(server, clock, tmp_path, job="k-503")
         messages.append(str(unavailable.value))
-        await prove(server, clock, tmp_path, dedup="k-ok")
+        await prove(server, clock, tmp_path, job="k-ok")
     settings = settings_for(server)
     client = AtlanticClient(settings)
     messages += [repr(client), repr(settings), str(settings), json.dumps(logs, default=str)]
@@ -310,7 +339,7 @@ async def test_wrong_key_is_a_final_error_naming_the_secret(
     server: FakeAtlantic, clock: FakeClock, tmp_path: Path
 ) -> None:
     with pytest.raises(AtlanticRejectedError, match="atlantic_api_key") as info:
-        await prove(server, clock, tmp_path, atlantic_api_key="not-the-key")
+        await prove(server, clock, tmp_path, atlantic_api_key=SecretStr("not-the-key"))
     assert "not-the-key" not in str(info.value)
     assert server.count("lookup") == 0  # refused before any lookup was answered
     assert server.created == 0
@@ -332,3 +361,213 @@ async def test_secret_str_keys_are_accepted(
 def test_a_missing_key_is_bad_input() -> None:
     with pytest.raises(InputError, match="API key"):
         AtlanticClient(ProverSettings())
+
+
+# --- one query per job for its whole life ------------------------------------------------
+
+
+async def test_the_query_id_is_reported_before_the_wait_and_a_deadline_resumes_it(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    server.plan = ("IN_PROGRESS",)
+    record = JobRecord()
+    with pytest.raises(AtlanticDeadlineError):
+        await prove(server, clock, tmp_path, record=record, atlantic_deadline_s=60.0)
+    (query,) = server.queries.values()
+    assert record.query_id == query.id  # known before the attempt failed
+    assert [(r.dedup_id, r.generation, r.submitted, r.replaces) for r in record.refs] == [
+        (f"{JOB}#0", 0, True, None)
+    ]
+
+    server.set_plan(query.id, "DONE")
+    result = await prove(server, clock, tmp_path, record=record)
+    assert result.resumed is True
+    assert result.query_id == query.id
+    assert server.created == 1
+    assert server.count("submit") == 1
+    assert len(record.refs) == 1  # the known query is not reported again
+
+
+async def test_an_outage_while_polling_is_resumed_not_resubmitted(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    record = JobRecord()
+    server.script("status", *["503"] * ATTEMPTS)
+    with pytest.raises(AtlanticUnavailableError):
+        await prove(server, clock, tmp_path, record=record)
+    result = await prove(server, clock, tmp_path, record=record)
+    assert result.proof_path is not None
+    assert server.created == 1
+    assert server.count("submit") == 1
+
+
+async def test_a_bad_proof_download_is_retried_then_resumed_not_resubmitted(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    record = JobRecord()
+    server.script("proof", *["html200"] * ATTEMPTS)
+    with pytest.raises(AtlanticUnavailableError, match="not a JSON proof"):
+        await prove(server, clock, tmp_path, record=record)
+    assert server.count("proof") == ATTEMPTS  # retried, within the per-call attempts
+    assert not (tmp_path / "atlantic_proof.json").exists()
+
+    result = await prove(server, clock, tmp_path, record=record)
+    assert result.proof_path is not None
+    assert json.loads(result.proof_path.read_text()) == server.proof
+    assert server.created == 1
+    assert server.count("submit") == 1
+
+
+async def test_a_known_query_is_resumed_even_when_the_dedup_index_lags(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    server.plan = ("IN_PROGRESS",)
+    record = JobRecord()
+    with pytest.raises(AtlanticDeadlineError):
+        await prove(server, clock, tmp_path, record=record, atlantic_deadline_s=30.0)
+    server.set_plan(str(record.query_id), "DONE")
+    server.script("lookup", *["404"] * 5)  # the dedupId lookup would say "none"
+    result = await prove(server, clock, tmp_path, record=record)
+    assert result.query_id == record.query_id
+    assert server.count("submit") == 1
+    assert server.duplicate_posts == 0
+
+
+async def test_a_failed_query_is_replaced_once_under_the_next_dedup_id(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    server.plans = [("IN_PROGRESS", "FAILED")]  # the first query fails; the next succeeds
+    record = JobRecord()
+    with pytest.raises(AtlanticQueryFailedError) as info:
+        await prove(server, clock, tmp_path, record=record)
+    first = server.by_dedup_id(f"{JOB}#0")
+
+    with capture_logs() as logs:
+        result = await prove(server, clock, tmp_path, record=record)
+    second = server.by_dedup_id(f"{JOB}#1")
+    assert (result.query_id, result.dedup_id, result.generation) == (second.id, f"{JOB}#1", 1)
+    assert result.resumed is False
+    replacing = record.refs[-1]
+    assert replacing.submitted is True
+    assert replacing.replaces == info.value.failure
+    assert replacing.replaces is not None
+    assert (replacing.replaces.query_id, replacing.replaces.reason) == (first.id, FAILURE_REASON)
+    assert any(e["event"] == "atlantic.replacing_failed_query" for e in logs)
+    assert server.created == 2
+
+    again = await prove(server, clock, tmp_path, record=record)  # done: nothing new
+    assert again.query_id == second.id
+    assert server.created == 2
+
+
+async def test_a_crash_between_failed_and_persisting_the_new_query_finds_it(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    server.plans = [("FAILED",)]
+    record = JobRecord()
+    with pytest.raises(AtlanticQueryFailedError):
+        await prove(server, clock, tmp_path, record=record)
+    persisted = record.query_id  # the FAILED query, as the store still has it
+
+    class StoreDown(Exception):
+        pass
+
+    def crash(ref: AtlanticQueryRef) -> None:
+        raise StoreDown(ref.query_id)  # the POST went through; the keeper dies here
+
+    async with AtlanticClient(settings_for(server), sleep=clock.sleep, clock=clock) as client:
+        with pytest.raises(StoreDown):
+            await client.prove(
+                program=PROGRAM,
+                program_input=PROGRAM_INPUT,
+                outputs=OUTPUTS,
+                job_key=JOB,
+                n_steps=N_STEPS,
+                out_dir=tmp_path,
+                query_id=persisted,
+                on_query=crash,
+            )
+    assert server.created == 2
+
+    restarted = await prove(server, clock, tmp_path, record=record)  # still the old id
+    assert restarted.dedup_id == f"{JOB}#1"
+    assert restarted.resumed is True
+    forgotten = await prove(server, clock, tmp_path)  # nothing persisted at all
+    assert forgotten.query_id == restarted.query_id
+    assert server.created == 2
+    assert server.duplicate_posts == 0
+
+
+async def test_a_job_pays_for_at_most_max_queries(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    server.plan = ("FAILED",)
+    record = JobRecord()
+    with pytest.raises(AtlanticQueryFailedError) as first:
+        await prove(server, clock, tmp_path, record=record, atlantic_max_queries_per_job=2)
+    assert first.value.next_dedup_id == f"{JOB}#1"
+    with pytest.raises(AtlanticQueryFailedError) as second:
+        await prove(server, clock, tmp_path, record=record, atlantic_max_queries_per_job=2)
+    assert second.value.next_dedup_id is None
+    assert "no new one will be submitted" in str(second.value)
+    for known in (record, None):
+        with pytest.raises(AtlanticQueryLimitError, match="atlantic_max_queries_per_job") as info:
+            await prove(server, clock, tmp_path, record=known, atlantic_max_queries_per_job=2)
+        assert info.value.code == "atlantic_query_limit"
+        assert FAILURE_REASON in str(info.value)
+    assert server.created == 2
+    assert server.count("submit") == 2
+
+
+async def test_a_known_query_of_another_job_is_not_resumed(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    other = await prove(server, clock, tmp_path, job="router-1:epoch-6")
+    record = JobRecord()
+    record.query_id = other.query_id
+    result = await prove(server, clock, tmp_path, record=record)
+    assert result.query_id != other.query_id
+    assert result.dedup_id == f"{JOB}#0"
+    assert server.created == 2
+
+
+async def test_an_empty_job_key_is_refused(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="job key"):
+        await prove(server, clock, tmp_path, job="")
+    assert server.requests == []
+
+
+# --- declaredJobSize --------------------------------------------------------------------
+
+
+async def test_the_declared_job_size_override_is_sent(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    await prove(server, clock, tmp_path, atlantic_declared_job_size="M")
+    (query,) = server.queries.values()
+    assert query.form["declaredJobSize"] == "M"
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "size"),
+    [(0, "S"), (2**23, "S"), (12_999_999, "S"), (13_000_000, "M"), (2**24, "M"),
+     (29_999_999, "M"), (30_000_000, "L"), (2**30, "L")],
+)
+def test_job_size_table(n_steps: int, size: str) -> None:
+    assert atlantic_job_size(n_steps) == size
+    assert ProverSettings().atlantic_declared_size(n_steps) == size
+    assert ProverSettings(atlantic_declared_job_size="XS").atlantic_declared_size(n_steps) == "XS"
+
+
+@given(st.integers(min_value=0, max_value=2**40), st.integers(min_value=0, max_value=2**40))
+def test_job_size_grows_with_the_trace(a: int, b: int) -> None:
+    low, high = sorted((a, b))
+    assert JOB_SIZES.index(atlantic_job_size(low)) <= JOB_SIZES.index(atlantic_job_size(high))
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "4096"])
+def test_job_size_refuses_what_is_not_a_step_count(bad: Any) -> None:
+    with pytest.raises(ValueError, match="n_steps"):
+        atlantic_job_size(bad)

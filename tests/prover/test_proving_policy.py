@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from prover.atlantic import (
     AtlanticClient,
     AtlanticOutOfCreditError,
+    AtlanticQueryRef,
     AtlanticResult,
     AtlanticUnavailableError,
+    OnQuery,
 )
 from prover.errors import InputError
 from prover.facts import direct_fact, program_hash
@@ -42,9 +45,9 @@ SAMPLES = STONE_SAMPLES
 OUTPUTS = (3, 5000, 3000, 2000, 5000)
 SETTINGS = ProverSettings(
     atlantic_api_key="k",
-    atlantic_price_by_job_size=(("S", Decimal("0.25")), ("M", Decimal("1"))),
-    atlantic_breaker_failures=3,
-    atlantic_breaker_cooldown_s=600.0,
+    atlantic_price_per_job_size={"S": Decimal("0.25"), "M": Decimal("1")},
+    circuit_breaker_failures=3,
+    circuit_breaker_cooldown_s=600.0,
 )
 
 
@@ -86,6 +89,8 @@ class FakeAtlanticProver:
     def __init__(self, *errors: Exception, job_size: str | None = "S") -> None:
         self.errors = list(errors)
         self.calls: list[str] = []
+        self.known: list[str | None] = []
+        self.n_steps: list[int] = []
         self.job_size = job_size
 
     async def prove(
@@ -94,11 +99,18 @@ class FakeAtlanticProver:
         program: Mapping[str, Any],
         program_input: Mapping[str, Any],
         outputs: Sequence[int],
-        dedup_id: str,
+        job_key: str,
+        n_steps: int,
         out_dir: Path,
+        query_id: str | None = None,
+        on_query: OnQuery | None = None,
     ) -> AtlanticResult:
-        self.calls.append(dedup_id)
+        self.calls.append(job_key)
+        self.known.append(query_id)
+        self.n_steps.append(n_steps)
         assert tuple(outputs) == OUTPUTS
+        if on_query is not None and query_id is None:
+            on_query(AtlanticQueryRef(job_key, "q1", f"{job_key}#0", 0, True, None))
         if self.errors:
             raise self.errors.pop(0)
         return AtlanticResult(
@@ -168,7 +180,8 @@ async def test_stone_failure_falls_back_to_atlantic(trace_dir: Path) -> None:
     outcome = await policy.prove(request(trace_dir))
     assert outcome.prover == "atlantic"
     assert outcome.fact_hash == 0xA71
-    assert atlantic.calls == ["router:7"]  # the job's idempotency key is the dedupId
+    assert atlantic.calls == ["router:7"]  # the job's idempotency key names its query
+    assert atlantic.n_steps == [4096]  # the trace's length: Atlantic's declaredJobSize
     assert [(a.prover, a.outcome, a.reason) for a in attempts] == [
         ("stone", "failed", "timeout"),
         ("atlantic", "ok", None),
@@ -269,15 +282,45 @@ async def test_breaker_opens_after_repeated_failures_and_half_opens(trace_dir: P
     assert len(atlantic.calls) == 6
 
 
-async def test_out_of_credit_opens_the_breaker_at_once(trace_dir: Path) -> None:
+async def test_out_of_credit_shuts_atlantic_out_at_once_and_keeps_the_cause(
+    trace_dir: Path,
+) -> None:
     atlantic = FakeAtlanticProver(AtlanticOutOfCreditError("top up"))
     policy, attempts = make_policy(None, atlantic, settings=SETTINGS)
     with pytest.raises(ProvingFailedError):
         await policy.prove(request(trace_dir))
-    with pytest.raises(ProvingFailedError):
+    with pytest.raises(ProvingFailedError) as info:
         await policy.prove(request(trace_dir))
     assert len(atlantic.calls) == 1
+    assert attempts[-1].reason == "atlantic_out_of_credit"
+    assert "atlantic: atlantic_out_of_credit (Atlantic is out of credit" in str(info.value)
+    assert "top up the credit of the Herodotus Cloud project" in str(info.value)
+    assert policy.breaker.allows()  # an empty account is not an outage
+
+
+async def test_the_breaker_says_what_failed(trace_dir: Path) -> None:
+    failures = [AtlanticUnavailableError(f"down {n}") for n in range(3)]
+    policy, attempts = make_policy(None, FakeAtlanticProver(*failures))
+    for _ in range(4):
+        with pytest.raises(ProvingFailedError):
+            await policy.prove(request(trace_dir))
     assert attempts[-1].reason == "atlantic_circuit_open"
+    assert "3 times in a row (last: atlantic_unavailable: down 2)" in attempts[-1].detail
+    assert not policy.atlantic_allows()
+
+
+async def test_the_job_query_is_passed_in_and_reported_out(trace_dir: Path) -> None:
+    atlantic = FakeAtlanticProver()
+    policy, _ = make_policy(None, atlantic)
+    seen: list[AtlanticQueryRef] = []
+    await policy.prove(
+        ProofRequest(trace_dir=trace_dir, idempotency_key="job-1", on_atlantic_query=seen.append)
+    )
+    assert [(r.query_id, r.dedup_id) for r in seen] == [("q1", "job-1#0")]
+    await policy.prove(
+        ProofRequest(trace_dir=trace_dir, idempotency_key="job-1", atlantic_query_id="q1")
+    )
+    assert atlantic.known == [None, "q1"]
 
 
 @given(events=st.lists(st.sampled_from(["ok", "fail", "wait"]), max_size=30))
@@ -321,15 +364,16 @@ async def test_real_runner_timeout_falls_back_to_local_atlantic(
 ) -> None:
     monkeypatch.setenv("FAKE_STONE_MODE", "hang")
     with FakeAtlantic(outputs=OUTPUTS).running() as server:
-        settings = replace(
-            SETTINGS,
-            stone_prover_path=FAKES / "stone" / "cpu_air_prover",
-            stone_verifier_path=FAKES / "stone" / "cpu_air_verifier",
-            timeout_s=1.5,
-            atlantic_base_url=server.base_url,
-            atlantic_api_key=server.api_key,
-            atlantic_poll_interval_s=0.01,
-            atlantic_poll_max_interval_s=0.02,
+        settings = SETTINGS.model_copy(
+            update=dict(
+                stone_prover_path=FAKES / "stone" / "cpu_air_prover",
+                stone_verifier_path=FAKES / "stone" / "cpu_air_verifier",
+                timeout_s=1.5,
+                atlantic_base_url=server.base_url,
+                atlantic_api_key=SecretStr(server.api_key),
+                atlantic_poll_interval_s=0.01,
+                atlantic_poll_max_interval_s=0.02,
+            )
         )
         async with AtlanticClient(settings) as client:
             policy, attempts = make_policy(StoneRunner(settings), client, settings=settings)
@@ -344,3 +388,72 @@ async def test_real_runner_timeout_falls_back_to_local_atlantic(
     ]
     assert server.created == 1
     assert outcome.cost.price == Decimal("0.25")
+
+
+async def test_out_of_credit_against_atlantic_no_call_until_the_check(trace_dir: Path) -> None:
+    clock = Clock()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def wall() -> datetime:
+        return start + timedelta(seconds=clock.now)
+
+    with FakeAtlantic(outputs=OUTPUTS, plan=("DONE",)).running() as server:
+        settings = SETTINGS.model_copy(
+            update=dict(
+                atlantic_base_url=server.base_url, atlantic_api_key=SecretStr(server.api_key)
+            )
+        )
+        server.script("submit", "402", "402")
+        async with AtlanticClient(settings) as client:
+            attempts: list[ProofAttempt] = []
+
+            def build(**extra: Any) -> ProvingPolicy:
+                return ProvingPolicy(settings, stone=None, atlantic=client,
+                                     on_attempt=attempts.append, clock=clock, wall_clock=wall,
+                                     **extra)
+
+            policy = build()
+            with pytest.raises(AtlanticOutOfCreditError, match="out of Atlantic credit: top up"):
+                await policy.prove(request(trace_dir), policy="atlantic_only")
+            status = policy.atlantic_credit_status()
+            assert (status.out_of_credit, status.since, status.next_check_in_s) == (
+                True, start, 600.0
+            )
+            assert policy.atlantic_out_of_credit_since == start
+            assert status.detail == "Not enough credits to run this query"  # Atlantic's words
+            calls = len(server.requests)
+            assert calls == 2  # the free lookup, and the POST Atlantic refused
+
+            # A reload rebuilds the policy: it must not forget, nor call Atlantic.
+            policy = build(atlantic_credit=policy.atlantic_credit)
+            clock.now += 599.0
+            with pytest.raises(AtlanticOutOfCreditError) as skipped:
+                await policy.prove(request(trace_dir), policy="atlantic_only")
+            assert skipped.value.code == "atlantic_out_of_credit"
+            assert "since 2026-01-02T03:04:05+00:00" in str(skipped.value)
+            assert "top up the credit of the Herodotus Cloud project" in str(skipped.value)
+            assert "No Atlantic call is made for another 1 s" in str(skipped.value)
+            assert len(server.requests) == calls
+            assert not policy.atlantic_allows()
+
+            clock.now += 1.0  # the check: the next job's POST; still no credit
+            with pytest.raises(AtlanticOutOfCreditError):
+                await policy.prove(request(trace_dir), policy="atlantic_only")
+            status = policy.atlantic_credit_status()
+            assert (status.since, status.last_refused) == (start, start + timedelta(seconds=600))
+            assert len(server.requests) == calls + 2
+
+            clock.now += 600.0  # topped up meanwhile: the POST is accepted
+            outcome = await policy.prove(request(trace_dir), policy="atlantic_only")
+            assert outcome.prover == "atlantic"
+            assert policy.atlantic_credit_status().as_json() == {
+                "out_of_credit": False, "since": None, "last_refused": None, "detail": None,
+                "next_check_in_s": 0.0,
+            }
+    assert [(a.outcome, a.reason) for a in attempts] == [
+        ("failed", "atlantic_out_of_credit"),
+        ("skipped", "atlantic_out_of_credit"),
+        ("failed", "atlantic_out_of_credit"),
+        ("ok", None),
+    ]
+    assert server.created == 1

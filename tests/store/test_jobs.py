@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from keeper.store.jobs import (
     OFF_CHAIN,
     TERMINAL,
     IllegalTransition,
+    JobError,
     JobState,
     JobStore,
     StaleJobState,
@@ -52,7 +54,9 @@ def test_happy_path_is_logged_move_by_move(jobs: JobStore) -> None:
 def test_one_job_per_epoch(jobs: JobStore) -> None:
     assert jobs.create(ROUTER, 1, "interval") is not None
     assert jobs.create(ROUTER, 1, "request") is None
-    failed = jobs.fail(jobs.require(job_id(ROUTER, 1)), "infeasible", "max_single too low")
+    failed = jobs.fail(
+        jobs.require(job_id(ROUTER, 1)), "infeasible", "max_single too low", retry_after=None
+    )
     assert jobs.create(ROUTER, 1, "drift") is None
     assert failed.failure_code == "infeasible"
     assert jobs.create(ROUTER, 2, "drift") is not None
@@ -84,6 +88,9 @@ def test_transition_table(src: JobState, dst: JobState) -> None:
     ok = allowed(src, dst)
     if src in TERMINAL:
         assert not ok
+    elif src == JobState.FAILED:
+        assert ok == (dst == JobState.DETECTED)  # only reopened, as the next run
+        return
     elif dst in (JobState.FAILED, JobState.SUPERSEDED):
         assert ok
     elif dst == JobState.DETECTED:
@@ -116,9 +123,54 @@ def test_attempts_count_per_state_and_reset_on_move(jobs: JobStore) -> None:
     job = jobs.create(ROUTER, 1, "request")
     assert job is not None
     assert jobs.record_attempt_failure(job, "rpc", "timeout") == 1
+    first = jobs.require(job.id).failing_since
+    assert first is not None
     assert jobs.record_attempt_failure(job, "rpc", "timeout") == 2
+    assert jobs.require(job.id).failing_since == first  # when the step began failing
     job = jobs.advance(jobs.require(job.id), JobState.TRACED)
-    assert job.attempts == 0
+    assert (job.attempts, job.failing_since) == (0, None)
+
+
+def test_a_failed_job_is_reopened_as_its_next_run(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 4, "interval")
+    assert job is not None
+    job = jobs.advance(job, JobState.TRACED, output_json="[1]")
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    failed = jobs.fail(job, "rpc_unreachable", "node down", retry_after=later)
+    assert failed.retry_after == later.isoformat(timespec="milliseconds")
+    assert not failed.parked and not failed.is_open
+    assert jobs.open_epochs(ROUTER) == frozenset()
+    again = jobs.reopen(failed, "cool-down over")
+    assert (again.state, again.run, again.retry_after, again.failure_code) == (
+        JobState.DETECTED, 2, None, None
+    )
+    assert again.output == [1]  # what the first run made is kept until replaced
+    assert jobs.open_epochs(ROUTER) == frozenset({4})
+    assert jobs.transitions(job.id)[-2:] == [("traced", "failed"), ("failed", "detected")]
+    with pytest.raises(IllegalTransition):
+        jobs.reopen(again, "not failed")
+
+
+def test_paid_failures_add_up_and_parked_needs_the_operator(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 5, "interval")
+    assert job is not None
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    failed = jobs.fail(job, "reverted", "stale inputs commitment", retry_after=now, paid=True)
+    again = jobs.reopen(failed, "cool-down over")
+    parked = jobs.fail(again, "reverted", "stale inputs commitment", retry_after=None, paid=True)
+    assert parked.parked and parked.paid_failures == 2
+    released = jobs.allow_retry(parked, at=now)
+    assert not released.parked and released.paid_failures == 0
+    assert released.retry_after == now.isoformat(timespec="milliseconds")
+    with pytest.raises(JobError):
+        jobs.allow_retry(jobs.reopen(released, "operator"), at=now)
+
+
+def test_advance_from_failed_is_a_reopen(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 6, "interval")
+    assert job is not None
+    failed = jobs.fail(job, "x", "y", retry_after=None)
+    assert jobs.advance(failed, JobState.DETECTED).run == 2
 
 
 def test_reorg_supersedes_only_off_chain_jobs_after_the_fork(jobs: JobStore) -> None:
