@@ -37,7 +37,7 @@ def _payload(i: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
     if i % 1000 == 999:
         return ROUTER, (SELECTORS["KeeperUpdated"], 5), (7,)  # bool 7: quarantined
     if kind == 0:
-        return ROUTER, (SELECTORS["RebalanceRequested"], i), (0xAB,)
+        return ROUTER, (SELECTORS["RebalanceRequested"], i), (0xAB, 1)
     if kind == 1:
         data = (5000, 1200, 1, 90, 800, 450, 4, 0x1234_5678_9ABC)
         return RISK_ENGINE, (SELECTORS["MetricsUpdated"], i % 16), data

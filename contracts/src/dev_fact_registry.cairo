@@ -1,9 +1,12 @@
 //! DevFactRegistry — a TRUSTED STAND-IN for Integrity's FactRegistry, for devnet only.
 //!
 //! It verifies nothing: its registrar asserts that a fact was verified with some security
-//! bits. It answers the same views as Integrity's FactRegistry (same types, same
-//! verification hash) and emits the same `FactRegistered` event, so the router and the
-//! keeper cannot tell the difference. Never point a production router at it.
+//! bits under some verifier configuration — ANY configuration (relaxed, cairo1, another
+//! layout, zeros) and ANY number of bits, so tests can prove the router refuses what it
+//! must refuse. It answers the same views as Integrity's FactRegistry (same types, same
+//! verification hash, `get_verification` included) and emits the same `FactRegistered`
+//! event, so the router and the keeper cannot tell the difference. Never point a
+//! production router at it.
 
 use starknet::ContractAddress;
 use crate::fact_registry::VerifierConfiguration;
@@ -11,8 +14,8 @@ use crate::fact_registry::VerifierConfiguration;
 #[starknet::interface]
 pub trait IDevFactRegistry<TContractState> {
     /// Registrar only. Records that `fact_hash` was "verified" with `security_bits` under
-    /// `verifier_config`. Returns the verification hash. Like Integrity, a repeated
-    /// registration is stored once and emits FactRegistered again.
+    /// `verifier_config` (any values). Returns the verification hash. Like Integrity, a
+    /// repeated registration is stored once and emits FactRegistered again.
     fn register_fact(
         ref self: TContractState,
         fact_hash: felt252,
@@ -26,8 +29,6 @@ pub trait IDevFactRegistry<TContractState> {
 
 #[starknet::contract]
 pub mod DevFactRegistry {
-    use core::hash::HashStateTrait;
-    use core::poseidon::PoseidonTrait;
     use starknet::storage::{
         Map, MutableVecTrait, StoragePathEntry, StoragePointerReadAccess,
         StoragePointerWriteAccess, Vec, VecTrait,
@@ -35,7 +36,7 @@ pub mod DevFactRegistry {
     use starknet::{ContractAddress, get_caller_address};
     use crate::fact_registry::{
         FactRegistered, IFactRegistry, Verification, VerificationListElement,
-        VerifierConfiguration,
+        VerifierConfiguration, VerifierPreset, verification_hash,
     };
 
     #[storage]
@@ -58,20 +59,17 @@ pub mod DevFactRegistry {
         pub new_registrar: ContractAddress,
     }
 
+    /// Emits RegistrarUpdated{0, registrar}.
     #[constructor]
     fn constructor(ref self: ContractState, registrar: ContractAddress) {
         assert(registrar.into() != 0, 'registrar is zero');
         self.registrar.write(registrar);
-    }
-
-    /// Integrity's `poseidon(layout, hasher, stone_version, memory_verification)`.
-    fn verifier_config_hash(config: VerifierConfiguration) -> felt252 {
-        PoseidonTrait::new()
-            .update(config.layout)
-            .update(config.hasher)
-            .update(config.stone_version)
-            .update(config.memory_verification)
-            .finalize()
+        self
+            .emit(
+                RegistrarUpdated {
+                    old_registrar: 0.try_into().unwrap(), new_registrar: registrar,
+                },
+            );
     }
 
     #[abi(embed_v0)]
@@ -83,11 +81,7 @@ pub mod DevFactRegistry {
             verifier_config: VerifierConfiguration,
         ) -> felt252 {
             assert(get_caller_address() == self.registrar.read(), 'caller is not registrar');
-            let verification_hash = PoseidonTrait::new()
-                .update(fact_hash)
-                .update(verifier_config_hash(verifier_config))
-                .update(security_bits.into())
-                .finalize();
+            let verification_hash = verification_hash(fact_hash, verifier_config, security_bits);
             let entry = self.verification_hashes.entry(verification_hash);
             if entry.read().is_none() {
                 self.fact_verifications.entry(fact_hash).push(verification_hash);
@@ -146,6 +140,12 @@ pub mod DevFactRegistry {
             self: @ContractState, verification_hash: felt252,
         ) -> Option<Verification> {
             self.verification_hashes.entry(verification_hash).read()
+        }
+
+        /// No verifier contract stands behind this registry: Integrity's answer for an
+        /// unknown preset.
+        fn get_verifier_address(self: @ContractState, preset: VerifierPreset) -> ContractAddress {
+            core::panic_with_felt252('VERIFIER_NOT_FOUND')
         }
     }
 }

@@ -1,10 +1,12 @@
 //! RiskEngine — the on-chain inputs of the allocation program (docs/allocation-program.md
 //! §1) and their commitment (§2).
 //!
-//! An `oracle` writes per-protocol metrics; governance (the owner) sets the 12 model
-//! parameters. `get_inputs()` serializes to exactly the §2 element list
-//! `[n, 6 fields per protocol…, 12 params]`, and `get_inputs_commitment()` is the
-//! `compute_hash_on_elements` Pedersen chain over that list.
+//! An `oracle` publishes the metrics of all protocols at once (`set_all_metrics`: every
+//! write is a complete snapshot, so no half-applied update can ever be committed to, proven
+//! and executed); governance (the owner) sets the 12 model parameters. `get_inputs()`
+//! serializes to exactly the §2 element list `[n, 6 fields per protocol…, 12 params]`, and
+//! `get_inputs_commitment()` is the `compute_hash_on_elements` Pedersen chain over that
+//! list. Ownership moves in two steps (transfer_ownership, then accept_ownership).
 
 use starknet::ContractAddress;
 
@@ -63,16 +65,17 @@ pub fn default_model_params() -> ModelParams {
 
 #[starknet::interface]
 pub trait IRiskEngine<TContractState> {
-    /// Oracle only. Replaces the whole protocol set (1..16 protocols, storage order).
+    /// Oracle only. Replaces the whole protocol set (1..16 protocols, storage order): the
+    /// only way to write metrics, so every state is a complete snapshot.
     fn set_all_metrics(ref self: TContractState, metrics: Span<ProtocolMetrics>);
-    /// Oracle only. Overwrites protocol `index` (< count) or appends it (== count, < 16).
-    fn set_metrics(ref self: TContractState, index: u32, metrics: ProtocolMetrics);
     /// Owner (governance) only.
     fn set_model_params(ref self: TContractState, params: ModelParams);
     /// Owner only.
     fn set_oracle(ref self: TContractState, oracle: ContractAddress);
-    /// Owner only.
+    /// Owner only. Step 1 of 2: `new_owner` becomes the pending owner (0 cancels).
     fn transfer_ownership(ref self: TContractState, new_owner: ContractAddress);
+    /// Pending owner only. Step 2 of 2: the caller becomes the owner.
+    fn accept_ownership(ref self: TContractState);
 
     fn get_protocol_count(self: @TContractState) -> u32;
     fn get_metrics(self: @TContractState, index: u32) -> ProtocolMetrics;
@@ -83,6 +86,8 @@ pub trait IRiskEngine<TContractState> {
     fn get_inputs_commitment(self: @TContractState) -> felt252;
     fn get_oracle(self: @TContractState) -> ContractAddress;
     fn get_owner(self: @TContractState) -> ContractAddress;
+    /// 0 when no transfer is pending.
+    fn get_pending_owner(self: @TContractState) -> ContractAddress;
 }
 
 /// `compute_hash_on_elements`: h = 0; h = pedersen(h, e) for each e; pedersen(h, len).
@@ -137,6 +142,7 @@ pub mod RiskEngine {
     #[storage]
     struct Storage {
         owner: ContractAddress,
+        pending_owner: ContractAddress,
         oracle: ContractAddress,
         protocol_count: u32,
         metrics: Map<u32, ProtocolMetrics>,
@@ -149,11 +155,12 @@ pub mod RiskEngine {
         MetricsUpdated: MetricsUpdated,
         ModelParamsUpdated: ModelParamsUpdated,
         OracleUpdated: OracleUpdated,
+        OwnershipTransferStarted: OwnershipTransferStarted,
         OwnershipTransferred: OwnershipTransferred,
     }
 
-    /// One per protocol written. `protocol_count` and `commitment` are the values after
-    /// the whole transaction's write (set_all_metrics emits one event per protocol).
+    /// One per protocol of a `set_all_metrics`; `protocol_count` and `commitment` are the
+    /// values after the whole snapshot was written.
     #[derive(Drop, starknet::Event)]
     pub struct MetricsUpdated {
         #[key]
@@ -176,18 +183,34 @@ pub mod RiskEngine {
         pub new_oracle: ContractAddress,
     }
 
+    /// `new_owner` may accept; 0 = a pending transfer was cancelled.
+    #[derive(Drop, starknet::Event)]
+    pub struct OwnershipTransferStarted {
+        pub previous_owner: ContractAddress,
+        pub new_owner: ContractAddress,
+    }
+
     #[derive(Drop, starknet::Event)]
     pub struct OwnershipTransferred {
         pub previous_owner: ContractAddress,
         pub new_owner: ContractAddress,
     }
 
+    /// Emits its initial configuration: OwnershipTransferred{0, owner},
+    /// OracleUpdated{0, oracle}, ModelParamsUpdated{zeros, defaults, commitment}.
     #[constructor]
     fn constructor(ref self: ContractState, owner: ContractAddress, oracle: ContractAddress) {
         assert(owner.into() != 0, 'owner is zero');
+        let zero: ContractAddress = 0.try_into().unwrap();
         self.owner.write(owner);
         self.oracle.write(oracle);
-        self.params.write(default_model_params());
+        let old_params = self.params.read();
+        let new_params = default_model_params();
+        self.params.write(new_params);
+        self.emit(OwnershipTransferred { previous_owner: zero, new_owner: owner });
+        self.emit(OracleUpdated { old_oracle: zero, new_oracle: oracle });
+        let commitment = self.commitment();
+        self.emit(ModelParamsUpdated { old_params, new_params, commitment });
     }
 
     #[generate_trait]
@@ -239,23 +262,6 @@ pub mod RiskEngine {
             }
         }
 
-        fn set_metrics(ref self: ContractState, index: u32, metrics: ProtocolMetrics) {
-            self.assert_oracle();
-            let count = self.protocol_count.read();
-            assert(index <= count, 'index beyond protocol count');
-            assert(index < MAX_PROTOCOLS, 'more than 16 protocols');
-            validate_metrics(metrics);
-            self.metrics.entry(index).write(metrics);
-            let protocol_count = if index == count {
-                count + 1
-            } else {
-                count
-            };
-            self.protocol_count.write(protocol_count);
-            let commitment = self.commitment();
-            self.emit(MetricsUpdated { index, metrics, protocol_count, commitment });
-        }
-
         fn set_model_params(ref self: ContractState, params: ModelParams) {
             self.assert_owner();
             validate_params(params);
@@ -274,10 +280,18 @@ pub mod RiskEngine {
 
         fn transfer_ownership(ref self: ContractState, new_owner: ContractAddress) {
             self.assert_owner();
-            assert(new_owner.into() != 0, 'owner is zero');
+            self.pending_owner.write(new_owner);
+            self.emit(OwnershipTransferStarted { previous_owner: self.owner.read(), new_owner });
+        }
+
+        fn accept_ownership(ref self: ContractState) {
+            let caller = get_caller_address();
+            let pending = self.pending_owner.read();
+            assert(pending.into() != 0 && caller == pending, 'caller is not pending owner');
             let previous_owner = self.owner.read();
-            self.owner.write(new_owner);
-            self.emit(OwnershipTransferred { previous_owner, new_owner });
+            self.owner.write(caller);
+            self.pending_owner.write(0.try_into().unwrap());
+            self.emit(OwnershipTransferred { previous_owner, new_owner: caller });
         }
 
         fn get_protocol_count(self: @ContractState) -> u32 {
@@ -307,6 +321,10 @@ pub mod RiskEngine {
 
         fn get_owner(self: @ContractState) -> ContractAddress {
             self.owner.read()
+        }
+
+        fn get_pending_owner(self: @ContractState) -> ContractAddress {
+            self.pending_owner.read()
         }
     }
 }

@@ -6,7 +6,8 @@ Modules: ``client`` (ChainClient: RPC plumbing, reads, submit/wait/receipt), ``v
 (view answers decoded by the ABIs), ``abi`` and ``shapes`` (ABI-driven decoding and the
 typed mapping), ``values`` (the result types), ``errors``, ``codec`` (felts, short strings,
 chain ids, FIELD_PRIME), ``reverts`` (node error texts), ``fees`` (v3 fee bounds),
-``signer`` (the account key), ``governance`` (the router's GovernanceParams).
+``signer`` (the account key), ``governance`` (the router's GovernanceParams, verifier
+pins and pending changes).
 
 Names load on first use (PEP 562): importing ``keeper.chain.codec`` or the event decoder's
 ``keeper.chain.abi`` does not drag in the RPC client and its dependencies (the CLI imports
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
         WrongChainError,
     )
     from keeper.chain.fees import max_fee_of, resource_bounds_for
-    from keeper.chain.governance import GovernanceParams, param_names
+    from keeper.chain.governance import GovernanceParams, PendingChange, param_names
     from keeper.chain.reverts import decode_revert_reason
     from keeper.chain.signer import load_signer
     from keeper.chain.values import (
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         RouterState,
         TxOutcome,
         Verification,
+        VerificationListElement,
         VerifierConfig,
     )
     from keeper.chain.views import check_view_abis
@@ -89,6 +91,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "keeper.chain.governance": (
         "GovernanceParams",
+        "PendingChange",
         "param_names",
     ),
     "keeper.chain.reverts": ("decode_revert_reason",),
@@ -100,6 +103,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "RouterState",
         "TxOutcome",
         "Verification",
+        "VerificationListElement",
         "VerifierConfig",
     ),
     "keeper.chain.views": ("check_view_abis",),
@@ -117,6 +121,7 @@ __all__ = [
     "FeeQuote",
     "GovernanceParams",
     "NonceError",
+    "PendingChange",
     "ReceiptTimeoutError",
     "RiskInputs",
     "RouterState",
@@ -128,6 +133,7 @@ __all__ = [
     "TxOutcome",
     "UnexpectedAnswerError",
     "Verification",
+    "VerificationListElement",
     "VerifierConfig",
     "WouldRevertError",
     "WrongChainError",

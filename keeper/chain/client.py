@@ -49,7 +49,7 @@ from starknet_py.net.http_client import ServerError
 from starknet_py.net.signer.key_pair import KeyPair
 
 from keeper.chain import views as view_decoding
-from keeper.chain.codec import chain_name, felts, parse_chain_id
+from keeper.chain.codec import chain_name, encode_short_string, felts, parse_chain_id
 from keeper.chain.errors import (
     CallFailedError,
     ChainUnreachableError,
@@ -65,6 +65,7 @@ from keeper.chain.errors import (
     WrongChainError,
 )
 from keeper.chain.fees import max_fee_of, resource_bounds_for
+from keeper.chain.governance import KEEPER_PROPOSAL, PROPOSAL_FIELDS, PendingChange
 from keeper.chain.reverts import (
     CONTRACT_ERROR,
     CONTRACT_NOT_FOUND,
@@ -84,6 +85,7 @@ from keeper.chain.values import (
     RouterState,
     TxOutcome,
     Verification,
+    VerificationListElement,
     VerifierConfig,
 )
 from keeper.core.config import ChainConfig, Secrets
@@ -297,9 +299,56 @@ class ChainClient:
         raw = await self._view(self._router, "is_fact_consumed", [fact])
         return bool(view_decoding.decode_view("is_fact_consumed", raw))
 
-    async def fact_verifications(self, registry: int, fact: int) -> list[Verification]:
+    async def fact_verifications(self, registry: int, fact: int) -> list[VerificationListElement]:
+        """Every verification of ``fact`` (a list that grows with each registration:
+        fine to read, never what the router pays to look through)."""
         raw = await self._view(registry, "get_all_verifications_for_fact_hash", [fact])
         return view_decoding.verifications(raw)
+
+    async def get_verification(self, registry: int, verification_hash: int) -> Verification | None:
+        """The one verification ``verification_hash`` names in ``registry`` (the lookup the
+        router makes, constant cost), or None when the registry has none of that hash."""
+        (key,) = felts([verification_hash], "verification hash")
+        raw = await self._view(registry, "get_verification", [key])
+        return view_decoding.verification(raw)
+
+    async def is_rebalance_requested(self) -> bool:
+        """Whether the router's owner requested a rebalance of the current epoch."""
+        raw = await self._view(self._router, "is_rebalance_requested")
+        return bool(view_decoding.decode_view("is_rebalance_requested", raw))
+
+    async def pending_change(self, param: str, subject: int = 0) -> PendingChange | None:
+        """The router's pending proposal of ``param`` (for 'keeper': of keeper ``subject``)."""
+        raw = await self._view(
+            self._router, "get_pending_change", [encode_short_string(param), subject]
+        )
+        return view_decoding.pending_change(param, subject, raw)
+
+    async def pending_changes(self) -> list[PendingChange]:
+        """Every pending proposal of a governance value, and of this keeper's own flag."""
+        asked = [(param, 0) for param in PROPOSAL_FIELDS]
+        asked.append((KEEPER_PROPOSAL, self.account_address))
+        found = await asyncio.gather(*(self.pending_change(p, s) for p, s in asked))
+        return [change for change in found if change is not None]
+
+    async def storage_at(self, contract: int, key: int) -> int:
+        """Raw storage word ``key`` of ``contract`` at the latest block."""
+        (address, slot) = felts([contract, key], "storage address and key")
+        try:
+            value = await self._rpc(
+                f"storage {slot:#x} of {address:#x}",
+                self._client.get_storage_at(address, slot, block_number="latest"),
+            )
+        except ClientError as exc:
+            if rpc_code(exc) == CONTRACT_NOT_FOUND:
+                raise CallFailedError(
+                    f"no contract at {address:#x} on {chain_name(self._chain_id)}: check the "
+                    "configured addresses against the deployment"
+                ) from None
+            raise CallFailedError(
+                f"storage {slot:#x} of {address:#x}: {decode_revert_reason(error_text(exc))}"
+            ) from None
+        return int(value)
 
     async def call_view(self, to: int, function: str, calldata: Sequence[int] = ()) -> list[int]:
         """A raw view call (felts in, felts out) for the few reads not wrapped here."""
@@ -307,12 +356,15 @@ class ChainClient:
 
     # ----------------------------------------------------------------------- writes
 
-    def execute_allocation_call(self, output: Sequence[int]) -> Call:
+    def execute_allocation_call(self, output: Sequence[int], verification_hash: int) -> Call:
+        """``execute_allocation(output, verification_hash)``: the output and the ONE
+        verification (in the router's registry) the router is to check it against."""
         values = felts(output, "allocation output")
+        (verification,) = felts([verification_hash], "verification hash")
         return Call(
             to_addr=self._router,
             selector=get_selector_from_name("execute_allocation"),
-            calldata=[len(values), *values],
+            calldata=[len(values), *values, verification],
         )
 
     @staticmethod
@@ -329,10 +381,10 @@ class ChainClient:
         )
 
     async def execute_allocation(
-        self, output: Sequence[int], *, timeout_s: float | None = None
+        self, output: Sequence[int], verification_hash: int, *, timeout_s: float | None = None
     ) -> TxOutcome:
         return await self.send(
-            [self.execute_allocation_call(output)],
+            [self.execute_allocation_call(output, verification_hash)],
             purpose="execute_allocation",
             timeout_s=timeout_s,
         )

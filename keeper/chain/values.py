@@ -1,4 +1,8 @@
-"""What the chain client returns: typed, immutable results of reads and transactions."""
+"""What the chain client returns: typed, immutable results of reads and transactions.
+
+``VerifierConfig`` lives with the router's governance (its pins are ones) and is
+re-exported here with the other values.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ from typing import Literal
 
 from starknet_py.net.client_models import ResourceBoundsMapping
 
-from keeper.chain.codec import encode_short_string
-from keeper.chain.governance import GovernanceParams
+from keeper.chain.governance import GovernanceParams, VerifierConfig
 from prover.model import ModelParams, ProtocolInputs
 
 
@@ -21,25 +24,16 @@ class ChainInfo:
 
 
 @dataclass(frozen=True)
-class VerifierConfig:
-    """Integrity's VerifierConfiguration: four short strings."""
+class Verification:
+    """One verification in a FactRegistry: ``get_verification(verification_hash)``."""
 
-    layout: str
-    hasher: str
-    stone_version: str
-    memory_verification: str
-
-    def felts(self) -> list[int]:
-        return [
-            encode_short_string(self.layout),
-            encode_short_string(self.hasher),
-            encode_short_string(self.stone_version),
-            encode_short_string(self.memory_verification),
-        ]
+    fact_hash: int
+    security_bits: int
+    verifier_config: VerifierConfig
 
 
 @dataclass(frozen=True)
-class Verification:
+class VerificationListElement:
     """One entry of a FactRegistry's ``get_all_verifications_for_fact_hash``."""
 
     verification_hash: int
@@ -54,6 +48,8 @@ class RouterState:
     governance: GovernanceParams
     last_execution_timestamp: int
     block_number: int
+    # The owner's request_rebalance for this epoch (lifts the schedule on-chain).
+    rebalance_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,3 +82,15 @@ class FeeQuote:
     max_fee: int
     unit: str
     resource_bounds: ResourceBoundsMapping
+
+
+__all__ = [
+    "ChainInfo",
+    "FeeQuote",
+    "RiskInputs",
+    "RouterState",
+    "TxOutcome",
+    "Verification",
+    "VerificationListElement",
+    "VerifierConfig",
+]

@@ -3,20 +3,36 @@
 Which contract's ABI describes each view, and what the keeper makes of its answer, is the
 typed mapping below (``_VIEWS``); the felt layout comes from keeper/abi/. A registry's
 verifications are read with DevFactRegistry's ABI, which copies Integrity's FactRegistry
-interface (``get_all_verifications_for_fact_hash``).
+interface (``get_verification``, ``get_all_verifications_for_fact_hash``).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from keeper.chain.abi import ViewLayout, view_layout
 from keeper.chain.errors import UnexpectedAnswerError
-from keeper.chain.governance import GovernanceParams
-from keeper.chain.shapes import BOOL, INT, SHORT_STRING_OR_HEX, Items, Record, Shape, TupleOf
-from keeper.chain.values import RouterState, Verification, VerifierConfig
+from keeper.chain.governance import GovernanceParams, PendingChange
+from keeper.chain.shapes import (
+    BOOL,
+    INT,
+    SHORT_STRING,
+    SHORT_STRING_OR_HEX,
+    Items,
+    Maybe,
+    Record,
+    Shape,
+    TupleOf,
+)
+from keeper.chain.values import (
+    RouterState,
+    Verification,
+    VerificationListElement,
+    VerifierConfig,
+)
 from prover.model import ModelParams, ProtocolInputs
 
 ROUTER = "StrategyRouterV2"
@@ -28,28 +44,50 @@ ROUTER_STATE_VIEWS = (
     "get_allocation",
     "get_governance_params",
     "last_execution_timestamp",
+    "is_rebalance_requested",
 )
 
-_VERIFIER_CONFIG = Record(
-    VerifierConfig,
-    layout=SHORT_STRING_OR_HEX,
-    hasher=SHORT_STRING_OR_HEX,
-    stone_version=SHORT_STRING_OR_HEX,
-    memory_verification=SHORT_STRING_OR_HEX,
-)
+
+def _verifier_config(text: Shape) -> Record:
+    return Record(
+        VerifierConfig, layout=text, hasher=text, stone_version=text, memory_verification=text
+    )
+
+
+@dataclass(frozen=True)
+class _PendingChangeAnswer:
+    """The router's ``PendingChange`` struct (the view knows no param or subject)."""
+
+    values: tuple[int, ...]
+    eta: int
+
 
 _VIEWS: dict[str, tuple[str, Shape]] = {
     "get_epoch": (ROUTER, INT),
     "get_allocation": (ROUTER, Items(INT)),
     "get_governance_params": (ROUTER, Record(GovernanceParams)),
     "last_execution_timestamp": (ROUTER, INT),
+    "is_rebalance_requested": (ROUTER, BOOL),
+    "get_pending_change": (ROUTER, Maybe(Record(_PendingChangeAnswer, values=Items(INT)))),
+    "get_owner": (ROUTER, INT),
+    "get_pending_owner": (ROUTER, INT),
     "is_keeper": (ROUTER, BOOL),
     "is_fact_consumed": (ROUTER, BOOL),
     "get_inputs": (RISK_ENGINE, TupleOf(Items(Record(ProtocolInputs)), Record(ModelParams))),
     "get_inputs_commitment": (RISK_ENGINE, INT),
+    # Shown only (a non-text config cannot match a pin, which is text): hex when not text.
     "get_all_verifications_for_fact_hash": (
         FACT_REGISTRY,
-        Items(Record(Verification, verifier_config=_VERIFIER_CONFIG)),
+        Items(
+            Record(
+                VerificationListElement, verifier_config=_verifier_config(SHORT_STRING_OR_HEX)
+            )
+        ),
+    ),
+    # Exact: the keeper asks for the hash it computed from a pinned (text) configuration.
+    "get_verification": (
+        FACT_REGISTRY,
+        Maybe(Record(Verification, verifier_config=_verifier_config(SHORT_STRING))),
     ),
 }
 
@@ -78,11 +116,11 @@ def decode_view(function: str, felts: Sequence[int]) -> Any:
 
 
 def router_state(answers: Sequence[Sequence[int]], block: int) -> RouterState:
-    """The four ROUTER_STATE_VIEWS answers, in that order, read at ``block``."""
-    epoch, allocation, governance, last_ts = (
+    """The ROUTER_STATE_VIEWS answers, in that order, read at ``block``."""
+    epoch, allocation, governance, last_ts, requested = (
         decode_view(name, felts) for name, felts in zip(ROUTER_STATE_VIEWS, answers, strict=True)
     )
-    return RouterState(epoch, allocation, governance, last_ts, block)
+    return RouterState(epoch, allocation, governance, last_ts, block, requested)
 
 
 def risk_inputs(felts: Sequence[int]) -> tuple[tuple[ProtocolInputs, ...], ModelParams]:
@@ -90,5 +128,18 @@ def risk_inputs(felts: Sequence[int]) -> tuple[tuple[ProtocolInputs, ...], Model
     return protocols, params
 
 
-def verifications(felts: Sequence[int]) -> list[Verification]:
+def verifications(felts: Sequence[int]) -> list[VerificationListElement]:
     return list(decode_view("get_all_verifications_for_fact_hash", felts))
+
+
+def verification(felts: Sequence[int]) -> Verification | None:
+    found: Verification | None = decode_view("get_verification", felts)
+    return found
+
+
+def pending_change(param: str, subject: int, felts: Sequence[int]) -> PendingChange | None:
+    """``get_pending_change(param, subject)``'s answer, with what it was asked about."""
+    answer: _PendingChangeAnswer | None = decode_view("get_pending_change", felts)
+    if answer is None:
+        return None
+    return PendingChange(param, subject, tuple(answer.values), answer.eta)

@@ -113,6 +113,13 @@ class ChainConfig(_Section):
         default=10**18, gt=0, description="refuse any transaction whose fee bound exceeds this"
     )
     receipt_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    max_calldata_felts: int = Field(
+        default=5000,
+        ge=100,
+        description="calldata felts the network accepts in one transaction (Starknet "
+        "0.14: 5,000); an Integrity verification that needs more is refused before any "
+        "transaction. Devnets do not enforce it",
+    )
 
 
 def _ws_url(value: str) -> str:
@@ -197,6 +204,13 @@ class JobsConfig(_Section):
         ge=1,
         description="failures that cost money (reverted transactions, Atlantic query limit) "
         "after which the epoch is parked until `obsqra-keeper jobs retry EPOCH`",
+    )
+    pending_change_margin_s: int = Field(
+        default=3600,
+        ge=0,
+        description="a rebalance waits while a pending governance change that would make "
+        "the router refuse it has its eta within this many seconds (a job started now may "
+        "reach the chain after it applies)",
     )
 
     @model_validator(mode="after")

@@ -35,10 +35,14 @@ POINTS: tuple[str, ...] = (
     "submitted_before_broadcast",
     "submitted",
     "confirmed",
+    "registration_before_broadcast",
+    "registration_confirmed",
 )
 
 _log = get_logger("keeper.core.faults")
 _armed: str | None = None
+_armed_hit = 1  # kill at this occurrence of the armed point (``point#N``)
+_hits = 0
 
 
 class CrashHookRefusedError(KeeperError):
@@ -55,11 +59,16 @@ def arm(environ: Mapping[str, str], *, chain_id: str, on_devnet: bool) -> str | 
     ``on_devnet``: the node is a starknet-devnet (its chain id alone cannot tell: devnet
     answers SN_SEPOLIA by default). Raises CrashHookRefusedError for an unknown point or a
     chain that is not a devnet, rather than run a keeper carrying a kill switch."""
-    global _armed
+    global _armed, _armed_hit, _hits
     _armed = None
-    point = (environ.get(ENV) or "").strip()
-    if not point:
+    spec = (environ.get(ENV) or "").strip()
+    if not spec:
         return None
+    point, _, nth = spec.partition("#")
+    if nth and not (nth.isdigit() and int(nth) >= 1):
+        raise CrashHookRefusedError(
+            f"{ENV}={spec!r}: the occurrence after '#' must be a whole number >= 1"
+        )
     if point not in POINTS:
         raise CrashHookRefusedError(
             f"{ENV}={point!r} is not a crash point (known: {', '.join(POINTS)}); it is a "
@@ -70,12 +79,13 @@ def arm(environ: Mapping[str, str], *, chain_id: str, on_devnet: bool) -> str | 
             f"{ENV} is set but the chain ({chain_id}) is not a starknet-devnet: this "
             "test-only hook kills the keeper and is never armed on a real chain; unset it"
         )
-    _armed = point
+    _armed, _armed_hit, _hits = point, int(nth or 1), 0
     _log.warning(
         "faults.armed",
         point=point,
         chain_id=chain_id,
-        note=f"test-only: the keeper will SIGKILL itself at {point!r}",
+        occurrence=_armed_hit,
+        note=f"test-only: the keeper will SIGKILL itself at {spec!r}",
     )
     return point
 
@@ -90,7 +100,10 @@ def armed() -> str | None:
 
 
 def crash_point(name: str) -> None:
+    global _hits
     if name not in POINTS:
         raise ValueError(f"unknown crash point {name!r}: register it in keeper.core.faults.POINTS")
     if _armed == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _hits += 1
+        if _hits == _armed_hit:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -3,8 +3,9 @@
 Starts a devnet (seed 0) on a free port, builds and deploys the contracts with the real
 allocation program's hashes, starts ``python -m keeper run`` as its own process group
 (dev prover, or Stone when configured), then drives it: the fresh router's first
-rebalance, then per further epoch one oracle metrics update plus ``request_rebalance``
-(one multicall by devnet account 0, the owner and oracle; account 1 is the keeper).
+rebalance, then per further epoch one oracle update (``set_all_metrics``: the whole
+protocol set, one protocol changed) plus the owner's ``request_rebalance`` (one multicall
+by devnet account 0, the owner and oracle; account 1 is the keeper).
 Each interesting keeper log line becomes one progress line. At the end the keeper is
 stopped with SIGTERM (it must exit 0) and the on-chain allocations and the cost table
 are printed. Every process it started is stopped on any exit, Ctrl-C and SIGTERM
@@ -112,6 +113,20 @@ def metrics_update(round_no: int) -> tuple[int, dict[str, int]]:
     values = dict(metrics)
     values["apy_bps"] += 10 * (round_no // len(METRICS_UPDATES))
     return index, values
+
+
+def with_protocol_replaced(
+    inputs: Sequence[int], index: int, metrics: Mapping[str, int]
+) -> list[int]:
+    """``set_all_metrics`` calldata: RiskEngine's ``get_inputs`` answer (``[n, 6n metric
+    fields, 12 model params]``) with protocol ``index`` replaced by ``metrics``."""
+    width = len(devnet_deploy.PROTOCOL_FIELDS)
+    count = inputs[0]
+    if not 0 <= index < count or len(inputs) < 1 + width * count:
+        raise DemoError(f"RiskEngine has {count} protocols; the demo updates protocol {index}")
+    rows = [list(inputs[1 + width * i : 1 + width * (i + 1)]) for i in range(count)]
+    rows[index] = [metrics[name] for name in devnet_deploy.PROTOCOL_FIELDS]
+    return [count, *(value for row in rows for value in row)]
 
 
 def resolve_prover(
@@ -329,16 +344,21 @@ class DemoRun:
         return value
 
     async def update_and_request(self, round_no: int) -> tuple[int, dict[str, int], int]:
-        """Oracle metrics update + request_rebalance in one owner multicall.
+        """Oracle metrics update + the owner's request_rebalance in one owner multicall.
 
+        The oracle publishes the whole protocol set at once (``set_all_metrics``: the
+        RiskEngine has no per-protocol setter), with this round's protocol changed.
         Returns (protocol index, metrics, transaction hash)."""
+        from starknet_py.net.full_node_client import FullNodeClient
+
         devnet, deployment = self._require_devnet(), self._require_deployment()
         index, metrics = metrics_update(round_no)
-        values = [metrics[name] for name in devnet_deploy.PROTOCOL_FIELDS]
+        risk_engine = deployment.address("RiskEngine")
+        client = FullNodeClient(node_url=devnet.url)
+        current = await devnet_deploy.call_view(client, risk_engine, "get_inputs")
+        snapshot = with_protocol_replaced(current, index, metrics)
         calls = [
-            devnet_deploy.make_call(
-                deployment.address("RiskEngine"), "set_metrics", [index, *values]
-            ),
+            devnet_deploy.make_call(risk_engine, "set_all_metrics", snapshot),
             devnet_deploy.make_call(deployment.address("StrategyRouterV2"), "request_rebalance"),
         ]
         owner = devnet_deploy.make_account(
@@ -579,7 +599,7 @@ def _drive(
                 f"epoch {target - 1}: oracle updates protocol {index} "
                 f"(utilization {metrics['utilization_bps']} bps, volatility "
                 f"{metrics['volatility_bps']} bps, APY {metrics['apy_bps']} bps) and "
-                "requests a rebalance"
+                "the owner requests a rebalance"
             )
             await run.wait_for_epoch(target, deadline)
             await run.wait_for_confirmed(target, deadline)

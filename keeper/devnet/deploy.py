@@ -5,7 +5,14 @@ Running it twice is safe: a class is declared only when the chain does not know 
 hash, a contract is deployed only when the deployment file's address on that chain does
 not hold the expected class, and every role / parameter is written only when the chain
 value differs from the wanted one. Each step is reported as ``(name, action)`` where
-action is "exists", "declared", "deployed", "set" or "unchanged".
+action is "exists", "declared", "deployed", "set", "unchanged", "proposed" or "pending".
+
+The router takes its whole configuration in its constructor (owner, keepers, the 18
+GovernanceParams: schedule, constraints, security bits, registry, program hashes,
+verifier pins, timelock delay). Afterwards a value changes only through the router's
+timelock: the deploy proposes the change and, when ``governance_delay_s`` is 0 (a devnet),
+applies it in the same multicall ("set"); with a delay it reports "proposed" (or "pending"
+until the eta) and a later run applies it.
 
 The deployer is devnet's first predeployed account (``devnet_getPredeployedAccounts``);
 role fields in the TOML name a predeployed account by index or give an address.
@@ -25,6 +32,15 @@ from typing import Any, TypeGuard
 
 import httpx
 
+from keeper.chain.codec import decode_short_string, encode_short_string
+from keeper.chain.governance import (
+    KEEPER_PROPOSAL,
+    PIN_FIELDS,
+    PROPOSAL_FIELDS,
+    GovernanceParams,
+    PendingChange,
+    VerificationPath,
+)
 from keeper.core.errors import ChainError, ConfigError, UsageError
 from keeper.core.logs import display_url
 
@@ -52,16 +68,21 @@ MODEL_PARAM_NAMES = (
     "risk_floor",
     "risk_ceiling",
 )
-# Router governance setters: TOML key -> (setter, index in get_governance_params output).
-_ROUTER_SETTERS: dict[str, tuple[str, int]] = {
-    "rebalance_interval_s": ("set_rebalance_interval", 0),
-    "drift_threshold_bps": ("set_drift_threshold_bps", 1),
-    "max_single_bps": ("set_max_single_bps", 2),
-    "min_diversification": ("set_min_diversification", 3),
-    "min_security_bits": ("set_min_security_bits", 4),
+# [router] scalars: TOML key -> the router's accepted range (contracts/README.md).
+ROUTER_LIMITS: dict[str, tuple[int, int]] = {
+    "rebalance_interval_s": (1, 31_536_000),
+    "drift_threshold_bps": (0, 10_000),
+    "max_single_bps": (1, 10_000),
+    "min_diversification": (0, 16),
+    "min_security_bits": (80, 256),
+    "governance_delay_s": (0, 2_592_000),
 }
-_GOV_PROGRAM_HASH = 6
-_GOV_CHILD_PROGRAM_HASH = 7
+# [router] verifier pins: TOML key (= proposal param) -> four strings, or [] (unset).
+PIN_KEYS = ("direct_verifier", "bootloaded_verifier")
+_PIN_PATHS: dict[str, VerificationPath] = {
+    "direct_verifier": "direct",
+    "bootloaded_verifier": "bootloaded",
+}
 _TX_POLL_S = 0.1
 
 Report = list[tuple[str, str]]
@@ -76,7 +97,8 @@ class DeployParams:
 
     metrics: tuple[tuple[int, ...], ...]
     model_params: tuple[int, ...] | None
-    router: Mapping[str, int]
+    router: Mapping[str, int]  # every key of ROUTER_LIMITS
+    pins: Mapping[str, tuple[str, ...]]  # PIN_KEYS -> 4 short strings, or () = unset
     oracle: int | str
     keepers: tuple[int | str, ...]
     registrar: int | str
@@ -97,7 +119,7 @@ def parse_deploy_params(raw: Mapping[str, Any], *, source: str = "") -> DeployPa
     problems: list[str] = []
     metrics = _parse_metrics(raw.get("protocols"), problems)
     model_params = _parse_model_params(raw.get("model_params"), problems)
-    router = _parse_router(raw.get("router", {}), problems)
+    router, pins = _parse_router(raw.get("router", {}), problems)
     roles = raw.get("roles", {})
     if not isinstance(roles, dict):
         problems.append("[roles] must be a table")
@@ -119,6 +141,7 @@ def parse_deploy_params(raw: Mapping[str, Any], *, source: str = "") -> DeployPa
         metrics=metrics,
         model_params=model_params,
         router=router,
+        pins=pins,
         oracle=oracle,
         keepers=keepers,
         registrar=registrar,
@@ -180,28 +203,53 @@ def _parse_model_params(raw: object, problems: list[str]) -> tuple[int, ...] | N
     return tuple(values)
 
 
-def _parse_router(raw: object, problems: list[str]) -> dict[str, int]:
+def _parse_router(
+    raw: object, problems: list[str]
+) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
+    """[router]: every governance value the router's constructor takes (no defaults)."""
     if not isinstance(raw, dict):
         problems.append("[router] must be a table")
-        return {}
-    limits = {
-        "rebalance_interval_s": (1, 2**64 - 1),
-        "drift_threshold_bps": (0, 10000),
-        "max_single_bps": (1, 10000),
-        "min_diversification": (0, 16),
-        "min_security_bits": (1, 2**32 - 1),
-    }
+        return {}, {}
     out: dict[str, int] = {}
-    for key, value in raw.items():
-        if key not in limits:
-            problems.append(f"router.{key} is not a known parameter ({sorted(limits)})")
-            continue
-        low, high = limits[key]
-        if not _is_int(value) or not low <= value <= high:
+    pins: dict[str, tuple[str, ...]] = {}
+    for key in sorted(set(raw) - set(ROUTER_LIMITS) - set(PIN_KEYS)):
+        problems.append(
+            f"router.{key} is not a known parameter ({sorted([*ROUTER_LIMITS, *PIN_KEYS])})"
+        )
+    for key, (low, high) in ROUTER_LIMITS.items():
+        value = raw.get(key)
+        if value is None:
+            problems.append(f"router.{key} is missing (the router's constructor needs it)")
+        elif not _is_int(value) or not low <= value <= high:
             problems.append(f"router.{key} must be an integer in {low}..{high}")
-            continue
-        out[key] = value
-    return out
+        else:
+            out[key] = value
+    for key in PIN_KEYS:
+        pin = _parse_pin(raw.get(key), f"router.{key}", problems)
+        if pin is not None:
+            pins[key] = pin
+    return out, pins
+
+
+def _parse_pin(value: object, where: str, problems: list[str]) -> tuple[str, ...] | None:
+    """A verifier pin: [layout, hasher, stone_version, 'strict'], or [] (accept nothing)."""
+    if value is None:
+        problems.append(f"{where} is missing: four strings, or [] to accept nothing")
+        return None
+    if value == []:
+        return ()
+    if not isinstance(value, list) or len(value) != 4 or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where} must be [layout, hasher, stone_version, 'strict'] or []")
+        return None
+    texts = tuple(str(v) for v in value)
+    bad = [t for t in texts if not (1 <= len(t) <= 31 and t.isascii() and t.isprintable())]
+    if bad:
+        problems.append(f"{where}: {bad} are not short strings (1..31 printable ASCII)")
+        return None
+    if texts[3] != "strict":
+        problems.append(f"{where}: memory verification must be 'strict', not {texts[3]!r}")
+        return None
+    return texts
 
 
 def _parse_account_ref(value: object, where: str, problems: list[str]) -> int | str:
@@ -519,7 +567,16 @@ async def deploy_devnet(
 
     registry = await ensure("DevFactRegistry", lambda: [registrar])
     risk_engine = await ensure("RiskEngine", lambda: [owner, oracle])
-    router = await ensure("StrategyRouterV2", lambda: [owner, risk_engine, registry])
+    wanted = wanted_governance(
+        params,
+        registry=registry,
+        risk_engine=risk_engine,
+        program_hash=program_hash,
+        child_program_hash=child_program_hash,
+    )
+    router = await ensure(
+        "StrategyRouterV2", lambda: router_constructor_calldata(owner, keepers, wanted)
+    )
 
     calls, oracle_calls = await _configuration_calls(
         client,
@@ -530,8 +587,7 @@ async def deploy_devnet(
         registrar=registrar,
         oracle=oracle,
         keepers=keepers,
-        program_hash=program_hash,
-        child_program_hash=child_program_hash,
+        wanted=wanted,
         step=step,
     )
     if calls:
@@ -593,6 +649,37 @@ async def _deploy(
     return int(address), block_number
 
 
+def wanted_governance(
+    params: DeployParams,
+    *,
+    registry: int,
+    risk_engine: int,
+    program_hash: int,
+    child_program_hash: int,
+) -> GovernanceParams:
+    """The router's whole configuration as ``params`` and the deployment want it."""
+    values = {
+        **params.router,
+        "fact_registry": registry,
+        "program_hash": program_hash,
+        "child_program_hash": child_program_hash,
+        "risk_engine": risk_engine,
+    }
+    for key in PIN_KEYS:
+        pin = params.pins.get(key, ())
+        felts = [encode_short_string(t) for t in pin] if pin else [0, 0, 0, 0]
+        for field_name, felt in zip(PIN_FIELDS[_PIN_PATHS[key]], felts, strict=True):
+            values[field_name] = felt
+    return GovernanceParams(**values)
+
+
+def router_constructor_calldata(
+    owner: int, keepers: Sequence[int], governance: GovernanceParams
+) -> list[int]:
+    """``constructor(owner, keepers: Span<ContractAddress>, params: GovernanceParams)``."""
+    return [owner, len(keepers), *keepers, *governance.as_dict().values()]
+
+
 async def _configuration_calls(
     client: Any,
     params: DeployParams,
@@ -603,20 +690,11 @@ async def _configuration_calls(
     registrar: int,
     oracle: int,
     keepers: list[int],
-    program_hash: int,
-    child_program_hash: int,
+    wanted: GovernanceParams,
     step: Callable[[str, str], None],
 ) -> tuple[list[Any], list[Any]]:
     """Owner calls and oracle calls that bring roles and parameters to ``params``."""
     calls: list[Any] = []
-
-    def want(label: str, current: int, wanted: int, to: int, fn: str, data: list[int]) -> None:
-        shown = f"{wanted:#x}" if wanted > 2**64 else str(wanted)
-        if current == wanted:
-            step(f"{label} = {shown}", "unchanged")
-            return
-        calls.append(make_call(to, fn, data))
-        step(f"{label} = {shown}", "set")
 
     (current_registrar,) = await call_view(client, registry, "get_registrar")
     if current_registrar != registrar:
@@ -627,7 +705,11 @@ async def _configuration_calls(
         )
     step(f"DevFactRegistry.registrar = {registrar:#x}", "unchanged")
     (current_oracle,) = await call_view(client, risk_engine, "get_oracle")
-    want("RiskEngine.oracle", current_oracle, oracle, risk_engine, "set_oracle", [oracle])
+    if current_oracle == oracle:
+        step(f"RiskEngine.oracle = {oracle:#x}", "unchanged")
+    else:
+        calls.append(make_call(risk_engine, "set_oracle", [oracle]))
+        step(f"RiskEngine.oracle = {oracle:#x}", "set")
 
     if params.model_params is not None:
         current = await call_view(client, risk_engine, "get_model_params")
@@ -637,30 +719,7 @@ async def _configuration_calls(
         else:
             step("RiskEngine.model_params", "unchanged")
 
-    gov = await call_view(client, router, "get_governance_params")
-    for key, value in params.router.items():
-        setter, index = _ROUTER_SETTERS[key]
-        want(f"StrategyRouterV2.{key}", gov[index], value, router, setter, [value])
-    want(
-        "StrategyRouterV2.program_hash",
-        gov[_GOV_PROGRAM_HASH],
-        program_hash,
-        router,
-        "set_program_hash",
-        [program_hash],
-    )
-    want(
-        "StrategyRouterV2.child_program_hash",
-        gov[_GOV_CHILD_PROGRAM_HASH],
-        child_program_hash,
-        router,
-        "set_child_program_hash",
-        [child_program_hash],
-    )
-    for keeper in keepers:
-        (is_keeper,) = await call_view(client, router, "is_keeper", [keeper])
-        label = f"StrategyRouterV2.keeper {keeper:#x}"
-        want(label, is_keeper, 1, router, "set_keeper", [keeper, 1])
+    calls += await _router_changes(client, router, wanted, keepers, step)
 
     oracle_calls: list[Any] = []
     (count,) = await call_view(client, risk_engine, "get_protocol_count")
@@ -672,6 +731,90 @@ async def _configuration_calls(
         # Initial values only: the oracle owns the metrics once they exist.
         step(f"RiskEngine.metrics ({count} protocols on chain, left as they are)", "exists")
     return calls, oracle_calls
+
+
+async def _router_changes(
+    client: Any,
+    router: int,
+    wanted: GovernanceParams,
+    keepers: Sequence[int],
+    step: Callable[[str, str], None],
+) -> list[Any]:
+    """Timelock calls that bring the router to ``wanted`` and enable ``keepers``: a
+    change is proposed (after cancelling a different pending one), and applied in the
+    same multicall when the delay in force is 0, or later once its eta has passed."""
+    from keeper.chain import views as view_decoding  # parses the ABIs: only when deploying
+
+    current = GovernanceParams.from_values(
+        await call_view(client, router, "get_governance_params")
+    )
+    now = int((await client.get_block(block_number="latest")).timestamp)
+    changes: list[tuple[str, int, tuple[int, ...]]] = []
+    for param in PROPOSAL_FIELDS:
+        values = wanted.proposal_values(param)
+        label = f"StrategyRouterV2.{param} = {_shown_values(param, values)}"
+        if current.proposal_values(param) == values:
+            step(label, "unchanged")
+        else:
+            changes.append((param, 0, values))
+    for keeper in keepers:
+        (is_keeper,) = await call_view(client, router, "is_keeper", [keeper])
+        if is_keeper:
+            step(f"StrategyRouterV2.keeper {keeper:#x}", "unchanged")
+        else:
+            changes.append((KEEPER_PROPOSAL, keeper, (1,)))
+    # The delay last: every other change is proposed under the delay in force.
+    changes.sort(key=lambda c: c[0] == "governance_delay_s")
+    calls: list[Any] = []
+    for param, subject, values in changes:
+        raw = await call_view(
+            client, router, "get_pending_change", [encode_short_string(param), subject]
+        )
+        pending = view_decoding.pending_change(param, subject, raw)
+        action, change_calls = _timelock_calls(
+            router, param, subject, values, pending, now=now, delay=current.governance_delay_s
+        )
+        calls += change_calls
+        label = (
+            f"StrategyRouterV2.keeper {subject:#x}"
+            if param == KEEPER_PROPOSAL
+            else f"StrategyRouterV2.{param} = {_shown_values(param, values)}"
+        )
+        step(label, action)
+    return calls
+
+
+def _timelock_calls(
+    router: int,
+    param: str,
+    subject: int,
+    values: tuple[int, ...],
+    pending: PendingChange | None,
+    *,
+    now: int,
+    delay: int,
+) -> tuple[str, list[Any]]:
+    """(action, calls) that move (param, subject) towards ``values`` through the timelock."""
+    key = [encode_short_string(param), subject]
+    apply = make_call(router, "apply_change", key)
+    if pending is not None and pending.values == values and not pending.expired_at(now):
+        if pending.eta <= now:
+            return "set", [apply]
+        return f"pending (eta {pending.eta}, in {pending.eta - now} s)", []
+    calls = [] if pending is None else [make_call(router, "cancel_change", key)]
+    calls.append(make_call(router, "propose_change", [*key, len(values), *values]))
+    if delay == 0:
+        return "set", [*calls, apply]
+    return f"proposed (eta in {delay} s: run again then)", calls
+
+
+def _shown_values(param: str, values: tuple[int, ...]) -> str:
+    if param in ("direct_verifier", "bootloaded_verifier"):
+        if not any(values):
+            return "unset"
+        return "(" + ", ".join(decode_short_string(v) or hex(v) for v in values) + ")"
+    (value,) = values
+    return f"{value:#x}" if value > 2**64 else str(value)
 
 
 # ---------------------------------------------------------------------------- program hashes

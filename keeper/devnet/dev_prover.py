@@ -1,10 +1,17 @@
 """The dev prover: for a starknet-devnet only. It proves NOTHING.
 
 It computes the direct fact of the real trace output (``prover.facts.direct_fact``) and
-registers it in the DevFactRegistry the router stores, with the configured security
-bits, so the whole keeper flow runs on a devnet without Stone. Everything it produces is
-labelled "dev": the log lines (``prover="dev"``), the result (``DevProof.kind``) and the
-on-chain verifier configuration (all four strings 'dev' by default).
+registers it in the DevFactRegistry the router stores, so the whole keeper flow runs on a
+devnet without Stone. Everything it produces is labelled "dev": the log lines
+(``prover="dev"``) and the result (``DevProof.kind``).
+
+It registers only what the router accepts (contracts/README.md, execute_allocation checks
+15-17): under the router's direct verifier pin (read from ``get_governance_params``; the
+registry records whatever configuration it is given, and a 'dev' one could never be
+pinned) and with at least the router's ``min_security_bits``. A router that pins no
+direct configuration, or asks for more bits than given, is refused before anything is
+sent. The keeper's dev policy registers ``max(prover.dev_security_bits, min_security_bits)``
+bits (``keeper.engine.acceptance.dev_security_bits``).
 
 Devnet gate: starknet-devnet answers ``starknet_chainId`` with SN_SEPOLIA by default, so
 the chain id cannot tell a devnet from Sepolia. The gate asks the node for
@@ -35,7 +42,6 @@ from keeper.core.errors import KeeperError
 from keeper.core.logs import bind_job, display_url, get_logger
 from prover import facts
 
-DEV_VERIFIER_CONFIG = VerifierConfig("dev", "dev", "dev", "dev")
 _MAINNET = encode_short_string("SN_MAIN")
 _GATE_TIMEOUT_S = 10.0
 
@@ -51,15 +57,14 @@ class DevProof:
     fact_hash: int
     tx: TxOutcome
     security_bits: int
+    verifier_config: VerifierConfig  # the router's direct pin
+    verification_hash: int  # what execute_allocation is given
     kind: Literal["dev"] = "dev"
 
 
 class DevProver:
-    def __init__(
-        self, chain: ChainClient, *, verifier_config: VerifierConfig = DEV_VERIFIER_CONFIG
-    ) -> None:
+    def __init__(self, chain: ChainClient) -> None:
         self._chain = chain
-        self._verifier_config = verifier_config
 
     async def ensure_devnet(self) -> None:
         """Raise DevProverRefusedError unless the node is a starknet-devnet."""
@@ -81,31 +86,59 @@ class DevProver:
     async def register(
         self, output: Sequence[int], *, program_hash: int, security_bits: int
     ) -> DevProof:
-        """Register the direct fact of ``output`` in the router's DevFactRegistry."""
+        """Register the direct fact of ``output`` in the router's DevFactRegistry, under
+        the router's direct pin, with ``security_bits`` (at least the router's minimum)."""
         with bind_job(prover="dev"):
             await self.ensure_devnet()
             fact = facts.direct_fact(program_hash, list(output))
-            state = await self._chain.router_state()
-            registry = state.governance.fact_registry
+            gov = (await self._chain.router_state()).governance
+            pin = self._acceptable_pin(gov.pin_felts("direct"), gov.direct_pin)
+            if security_bits < gov.min_security_bits:
+                raise DevProverRefusedError(
+                    f"refusing to register {security_bits} security bits: the router requires "
+                    f"{gov.min_security_bits} and would refuse the verification",
+                    code="dev_prover_too_few_bits",
+                )
+            registry = gov.fact_registry
             await self._ensure_registrar(registry)
             _log.info(
                 "dev_prover.registering",
                 fact_hash=hex(fact),
                 registry=hex(registry),
                 security_bits=security_bits,
+                verifier_config=str(pin),
                 note="dev: no proof, trusted registration",
             )
-            outcome = await self._chain.register_dev_fact(
-                registry, fact, security_bits, self._verifier_config
+            outcome = await self._chain.register_dev_fact(registry, fact, security_bits, pin)
+            config_hash = facts.verifier_config_hash(
+                pin.layout, pin.hasher, pin.stone_version, pin.memory_verification
             )
+            verification_hash = facts.verification_hash(fact, config_hash, security_bits)
             _log.info(
                 "dev_prover.registered",
                 fact_hash=hex(fact),
+                verification_hash=hex(verification_hash),
                 tx_hash=hex(outcome.tx_hash),
                 fee=outcome.actual_fee_amount,
                 unit=outcome.actual_fee_unit,
             )
-            return DevProof(fact_hash=fact, tx=outcome, security_bits=security_bits)
+            return DevProof(fact, outcome, security_bits, pin, verification_hash)
+
+    @staticmethod
+    def _acceptable_pin(felts: tuple[int, ...], pin: VerifierConfig | None) -> VerifierConfig:
+        if pin is not None:
+            return pin
+        if not any(felts):
+            raise DevProverRefusedError(
+                "the router pins no verifier configuration for direct proofs (direct_verifier "
+                "is all 0): it would refuse any registration; deploy with a direct_verifier",
+                code="dev_prover_no_pin",
+            )
+        raise DevProverRefusedError(
+            f"the router's direct pin ({', '.join(hex(v) for v in felts)}) is not four short "
+            "strings: the dev prover cannot register under it",
+            code="dev_prover_no_pin",
+        )
 
     async def _ensure_registrar(self, registry: int) -> None:
         try:

@@ -31,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from keeper.chain import ChainClient, ChainUnreachableError, RouterState
+from keeper.chain.governance import VERIFICATION_PATHS
 from keeper.core import faults
 from keeper.core.config import KeeperConfig, load_config
 from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
 from keeper.core.logs import configure_logging, get_logger
 from keeper.devnet.dev_prover import DevProver, DevProverRefusedError, is_starknet_devnet
 from keeper.engine.policy import (
+    Decision,
+    PendingGovernance,
     RouterSnapshot,
     accepted_provers,
     decide,
@@ -63,6 +66,9 @@ from keeper.stream import (
 )
 from keeper.stream.events import (
     AllocationExecuted,
+    GovernanceChangeApplied,
+    GovernanceChangeCancelled,
+    GovernanceChangeProposed,
     GovernanceParamsUpdated,
     MetricsUpdated,
     ModelParamsUpdated,
@@ -74,6 +80,7 @@ from prover.errors import InfeasibleAllocation
 from prover.model import compute_allocation
 from prover.policy import ProofAttempt
 from prover.program import compiled_program
+from prover.swiftness import swiftness_program_hash
 
 _log = get_logger("keeper.engine.daemon")
 
@@ -94,6 +101,7 @@ def program_identity(cache_dir: Path | None = None) -> ProgramIdentity:
         compiled=compiled,
         program_hash=facts.program_hash(compiled),
         child_program_hash=facts.pedersen_program_hash_chain(compiled),
+        swiftness_program_hash=swiftness_program_hash(compiled),
     )
 
 
@@ -118,6 +126,7 @@ class Keeper:
         self._proving_bits: int | None = None
         self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
         self._node_down_since: float | None = None
+        self._waiting_for: object = None  # the pending change a due rebalance waits for
         self._router = int(cfg.chain.router_address, 16)
         # Set by start():
         self.store: Store
@@ -158,7 +167,8 @@ class Keeper:
         if not await self.chain.is_keeper():
             raise GateError(
                 f"account {cfg.chain.account_address} is not a keeper of router "
-                f"{cfg.chain.router_address}: ask governance to call set_keeper for it"
+                f"{cfg.chain.router_address}: ask governance to propose_change('keeper', "
+                f"{cfg.chain.account_address}, [1]) and apply it after the timelock delay"
             )
 
         self.notifier.status("compiling the allocation program")
@@ -274,14 +284,29 @@ class Keeper:
         event = stored.event
         block, tx = event.meta.block_number, event.meta.tx_hash
         if isinstance(event, RebalanceRequested):
-            job = self.jobs.create(
-                self._router,
-                event.epoch,
-                "request",
-                trigger_event_id=stored.id,
-                trigger_block=block,
+            # Only the owner's request lifts the router's schedule; _decide reads it with the
+            # router's state (is_rebalance_requested). A keeper's request is a signal to look.
+            _log.info("event.rebalance_requested", epoch=event.epoch, by_owner=event.by_owner)
+            return True
+        if isinstance(
+            event, GovernanceChangeProposed | GovernanceChangeCancelled | GovernanceChangeApplied
+        ):
+            status = {
+                GovernanceChangeProposed: "proposed",
+                GovernanceChangeCancelled: "cancelled",
+                GovernanceChangeApplied: "applied",
+            }[type(event)]
+            self.governance.apply_proposal_event(
+                db, status, event.param, event.subject, event.values, event.eta,
+                block, tx, stored.id,
             )
-            _log.info("event.rebalance_requested", epoch=event.epoch, job_created=job is not None)
+            _log.info(
+                f"event.governance_change_{status}",
+                param=event.param,
+                subject=hex(event.subject),
+                values=[hex(v) for v in event.values],
+                eta=event.eta,
+            )
             return True
         if isinstance(event, GovernanceParamsUpdated):
             self.governance.apply_event(
@@ -327,10 +352,12 @@ class Keeper:
         decision = decide(
             snapshot,
             now=now,
-            requested=False,
+            requested=state.rebalance_requested,
             model_allocation=model,
             open_job_epochs=self.jobs.open_epochs(self._router),
         )
+        if decision.due:
+            decision = await self._decide_with_pending_changes(snapshot, decision, now, model)
         if decision.due and decision.trigger is not None:
             job = self.jobs.create(self._router, state.epoch, decision.trigger)
             if job is not None:
@@ -340,6 +367,35 @@ class Keeper:
                     trigger=decision.trigger,
                     reason=decision.reason,
                 )
+
+    async def _decide_with_pending_changes(
+        self,
+        snapshot: RouterSnapshot,
+        due: Decision,
+        now: int,
+        model: tuple[int, ...] | None,
+    ) -> Decision:
+        """``due`` again, unless a pending governance change holds it back. The router's
+        pending changes are read (one view per parameter) only when a job would start."""
+        accepted = self.worker.accepted
+        pending = PendingGovernance(
+            changes=tuple(await self.chain.pending_changes()),
+            margin_s=self.cfg.jobs.pending_change_margin_s,
+            keeper=self.chain.account_address,
+            proof_paths=accepted.paths if accepted else frozenset(VERIFICATION_PATHS),
+        )
+        decision = decide(
+            snapshot,
+            now=now,
+            requested=due.trigger == "request",
+            model_allocation=model,
+            open_job_epochs=frozenset(),
+            pending=pending,
+        )
+        if decision.waiting_for != self._waiting_for and decision.waiting_for is not None:
+            _log.info("job.waiting_for_governance", epoch=snapshot.epoch, reason=decision.reason)
+        self._waiting_for = decision.waiting_for
+        return decision
 
     def _run_failed_job_again(self, epoch: int) -> None:
         """The current epoch's failed job runs again once its cool-down has passed; a

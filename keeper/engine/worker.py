@@ -11,14 +11,21 @@ repeat:
 - ``traced`` / ``proving``: prove with the policy the router will accept (Stone, Atlantic
   keyed by the job id so a restart finds the query instead of paying twice, or dev on a
   devnet) → ``proved``.
-- ``proved``: if the registry already holds the fact with enough security bits, nothing
-  is sent; else the dev registrar registers it (devnet only) → ``fact_registered``.
+- ``proved``: name the ONE verification the router will accept
+  (``keeper.engine.acceptance``: the job's fact, the router's pin for the proof's path,
+  at least ``min_security_bits``), computed locally and checked with the registry's
+  ``get_verification``; if the registry already holds it, nothing is sent; else the dev
+  registrar registers it (devnet only), or an Atlantic job waits for Atlantic's own
+  registration of such a verification → ``fact_registered``, the verification hash
+  stored on the job.
 - ``fact_registered``: re-read the chain (the epoch may have moved, the fact may have been
-  consumed), then sign; the transaction hash is persisted (``submitted``) *before* it is
-  broadcast.
+  consumed), then sign ``execute_allocation(output, verification_hash)``; the transaction
+  hash is persisted (``submitted``) *before* it is broadcast.
 - ``submitted``: wait for the receipt. Succeeded → ``confirmed``; reverted → the fee is
   still recorded, and the job is superseded (another keeper won the epoch) or failed
-  with the decoded reason. A reverted transaction is never a success.
+  with the decoded reason. A reverted transaction is never a success. A refusal that
+  says the job's output no longer fits the router (its inputs or constraints changed
+  since the trace) fails the run for an immediate re-run on the new state.
 
 Failures that may pass (node unreachable, receipt not yet there, prover down) count as
 attempts in the current state; when the step has been failing for longer than the
@@ -55,6 +62,16 @@ from keeper.core import faults
 from keeper.core.errors import KeeperError, StoreError
 from keeper.core.logs import bind_job, get_logger
 from keeper.devnet.dev_prover import DevProver
+from keeper.engine.acceptance import (
+    Refusal,
+    Requirement,
+    accepted_verification,
+    accepts,
+    dev_security_bits,
+    path_of,
+    pick_listed,
+    requirement,
+)
 from keeper.engine.policy import AcceptedProvers
 from keeper.engine.retries import RetryRules
 from keeper.ops.metrics import KeeperMetrics
@@ -65,6 +82,7 @@ from prover.atlantic import AtlanticQueryLimitError, AtlanticQueryRef
 from prover.errors import InfeasibleAllocation, InputError, ProverError
 from prover.model import AllocationInputs
 from prover.policy import ProofAttempt, ProofRequest, ProvingPolicy
+from prover.swiftness import SwiftnessError, SwiftnessRunner
 from prover.trace import generate_trace
 
 _log = get_logger("keeper.engine.worker")
@@ -72,6 +90,15 @@ _log = get_logger("keeper.engine.worker")
 # Revert reasons that mean "someone else already executed this epoch": our job lost the
 # race (or a retry of our own landed), it did not fail.
 SUPERSEDING_REASONS = ("output epoch != current epoch", "fact already consumed")
+# Revert reasons that mean "the output no longer fits the router's current state" (new
+# metrics or model params, a governance change applied mid-job): the run fails and the
+# job runs again at once, on the new state.
+STALE_OUTPUT_REASONS = (
+    "stale inputs commitment",
+    "max_single != governance",
+    "min_div != governance",
+    "n != RiskEngine count",
+)
 _TRANSIENT = (
     ChainUnreachableError,
     NonceError,
@@ -84,11 +111,21 @@ _TRANSIENT = (
 
 @dataclass(frozen=True)
 class ProgramIdentity:
-    """What this keeper proves: the compiled program and its two hashes."""
+    """What this keeper proves: the compiled program and its hashes."""
 
     compiled: dict[str, Any]
     program_hash: int  # Poseidon over the bytecode: direct (Stone, dev) facts
     child_program_hash: int  # Pedersen chain: bootloaded (Atlantic) facts
+    # Pedersen hash over the bytecode: the program hash swiftness reports.
+    swiftness_program_hash: int = 0
+
+
+@dataclass(frozen=True)
+class ProofCheck:
+    """The local pre-check of Stone proofs: swiftness, built for this Stone version."""
+
+    runner: SwiftnessRunner
+    stone_version: str
 
 
 class JobWorker:
@@ -123,6 +160,7 @@ class JobWorker:
         self._fact_wait_s = fact_wait_s
         self._clock = clock
         self.accepted: AcceptedProvers | None = None  # set by the daemon from governance
+        self.swiftness: ProofCheck | None = None  # set by the daemon for Stone policies
         self._proving_job: Job | None = None
 
     # ---------------------------------------------------------------------- dispatch
@@ -163,10 +201,18 @@ class JobWorker:
                 return self._fail(job, exc.code, str(exc))
 
     def _fail(
-        self, job: Job, code: str, reason: str, *, paid: bool = False, park: bool = False
+        self,
+        job: Job,
+        code: str,
+        reason: str,
+        *,
+        paid: bool = False,
+        park: bool = False,
+        rerun_now: bool = False,
     ) -> Job:
-        """End this run. It runs again after a cool-down unless a money rule parks it:
-        ``paid`` counts this failure as one that cost money, ``park`` parks at once."""
+        """End this run. It runs again after a cool-down (at once with ``rerun_now``)
+        unless a money rule parks it: ``paid`` counts this failure as one that cost
+        money, ``park`` parks at once."""
         current = self._jobs.require(job.id)
         now = self._clock()
         retry_after = (
@@ -176,6 +222,8 @@ class JobWorker:
                 now=now, run=current.run, paid_failures=current.paid_failures + int(paid)
             )
         )
+        if rerun_now and retry_after is not None:
+            retry_after = now
         if retry_after is None:
             _log.error("job.parked", code=code, reason=reason, run=current.run,
                        hint=f"obsqra-keeper jobs retry {current.epoch}")
@@ -210,6 +258,16 @@ class JobWorker:
         if any(r in reason for r in SUPERSEDING_REASONS):
             _log.info("job.superseded", reason=reason, sent=sent)
             return self._jobs.supersede(current, f"the router refused: {reason}")
+        if any(r in reason for r in STALE_OUTPUT_REASONS):
+            _log.info("job.stale", reason=reason, sent=sent)
+            return self._fail(
+                current,
+                "stale_output",
+                f"the router refused the output ({reason}): its state changed since the job "
+                "traced; running the job again on the new state",
+                paid=sent,
+                rerun_now=True,
+            )
         return self._fail(current, "reverted" if sent else "would_revert", reason, paid=sent)
 
     async def _epoch_moved(self, job: Job) -> RouterState | None:
@@ -282,6 +340,12 @@ class JobWorker:
             self._proving_job = None
         if outcome.prover != "dev" and self._metrics is not None:
             self._metrics.proof_done(outcome.prover, outcome.seconds)
+        if outcome.prover == "stone" and outcome.proof_path is not None:
+            try:
+                await self._precheck(job, outcome.proof_path)
+            except SwiftnessError as exc:
+                # Before any gas: a proof Integrity would refuse is never sent.
+                return self._fail(job, exc.code, f"{exc} (no transaction was sent)")
         job = self._jobs.advance(
             job,
             JobState.PROVED,
@@ -293,6 +357,26 @@ class JobWorker:
         )
         faults.crash_point("proved")
         return job
+
+    async def _precheck(self, job: Job, proof_path: Path) -> None:
+        """swiftness (Integrity's verifier, in Rust) on the Stone proof: it must verify, and
+        the program and output it proves must be the trace's. Set by the daemon; None only
+        where no Stone proof is ever registered (the dev policy)."""
+        check = self.swiftness
+        if check is None:
+            return
+        result = await check.runner.precheck(
+            proof_path,
+            stone_version=check.stone_version,
+            expected_program_hash=self._program.swiftness_program_hash,
+            expected_outputs=job.output,
+        )
+        _log.info(
+            "job.proof_prechecked",
+            verifier=result.config.name,
+            security_bits=result.security_bits,
+            seconds=round(result.wall_seconds, 3),
+        )
 
     def _proof_request(self, job: Job) -> ProofRequest:
         """One paid Atlantic query per job and output, for the job's whole life: the key
@@ -353,6 +437,7 @@ class JobWorker:
         )
 
     async def _register_fact(self, job: Job) -> Job:
+        """proved → fact_registered: the verification the router will accept, registered."""
         state = await self._epoch_moved(job)
         if state is None:
             return self._jobs.supersede(
@@ -360,46 +445,61 @@ class JobWorker:
             )
         fact = int(str(job.fact_hash), 16)
         gov = state.governance
-        existing = await self._chain.fact_verifications(gov.fact_registry, fact)
-        if any(v.security_bits >= gov.min_security_bits for v in existing):
-            _log.info("job.fact_already_registered", fact_hash=hex(fact))
-            return self._jobs.advance(job, JobState.FACT_REGISTERED, detail="already registered")
+        needed = requirement(path_of(job.prover), job.output, fact, gov)
+        if isinstance(needed, Refusal):
+            return self._fail(job, needed.code, needed.reason)
+        if job.prover == "atlantic":
+            return await self._await_atlantic_verification(job, needed, gov.fact_registry)
+        # dev: the bits it registers; stone: the bits the proof has.
+        bits = (
+            dev_security_bits(self._dev_bits, gov.min_security_bits)
+            if job.prover == "dev"
+            else job.security_bits
+        )
+        if bits is None:
+            return self._fail(job, "no_security_bits", "the proved job records no security bits")
+        wanted = accepted_verification(needed, bits)
+        if isinstance(wanted, Refusal):
+            return self._fail(
+                job, wanted.code, f"{wanted.reason}: raise the Stone parameters' security bits"
+            )
+        verification = hex(wanted.verification_hash)
+        found = await self._chain.get_verification(gov.fact_registry, wanted.verification_hash)
+        if accepts(needed, found):
+            _log.info(
+                "job.fact_already_registered", fact_hash=hex(fact), verification_hash=verification
+            )
+            return self._jobs.advance(
+                job,
+                JobState.FACT_REGISTERED,
+                detail="already registered",
+                verification_hash=verification,
+                security_bits=bits,
+            )
         if job.prover in ("dev", "stone") and self._dev is not None:
             # dev: no proof exists; stone on a devnet: verified locally, and the devnet's
             # DevFactRegistry stands in for Integrity (DevProver refuses any real chain).
-            bits = job.security_bits if job.security_bits is not None else self._dev_bits
-            if bits < gov.min_security_bits:
-                return self._fail(
-                    job,
-                    "too_few_security_bits",
-                    f"the proof has {bits} security bits; the router requires "
-                    f"{gov.min_security_bits}: raise prover.dev_security_bits or the Stone "
-                    "parameters",
-                )
+            # Both register under the router's direct pin, never under anything else.
             proof = await self._dev.register(
                 job.output, program_hash=self._program.program_hash, security_bits=bits
             )
             self._record_fee(job, "fact_registration", proof.tx)
+            if proof.verification_hash != wanted.verification_hash:
+                return self._fail(
+                    job,
+                    "verification_mismatch",
+                    f"the dev registrar registered verification {proof.verification_hash:#x}, "
+                    f"not {verification} (the router's pin or registry changed meanwhile)",
+                )
             job = self._jobs.advance(
-                job, JobState.FACT_REGISTERED, fact_tx_hash=hex(proof.tx.tx_hash)
+                job,
+                JobState.FACT_REGISTERED,
+                fact_tx_hash=hex(proof.tx.tx_hash),
+                verification_hash=verification,
+                security_bits=bits,
             )
             faults.crash_point("fact_registered")
             return job
-        if job.prover == "atlantic":
-            # Atlantic's PROOF_VERIFICATION_ON_L2 registers the fact in Integrity itself,
-            # some time after the proof: wait for it (the job is left untouched, so its
-            # updated_at is when it was proved) up to the Atlantic deadline.
-            waited = (self._clock() - datetime.fromisoformat(job.updated_at)).total_seconds()
-            if waited < self._fact_wait_s:
-                _log.info("job.waiting_for_fact", fact_hash=hex(fact), waited_s=round(waited))
-                return job
-            return self._fail(
-                job,
-                "fact_not_registered",
-                f"Atlantic's on-chain verification of fact {fact:#x} did not appear in the "
-                f"registry within {self._fact_wait_s:.0f} s (prover.atlantic_deadline_s); "
-                f"check query {job.atlantic_query_id} in Atlantic",
-            )
         return self._fail(
             job,
             "no_fact_registrar",
@@ -408,11 +508,62 @@ class JobWorker:
             "prover.policy = atlantic_only with atlantic_result = PROOF_VERIFICATION_ON_L2",
         )
 
+    async def _await_atlantic_verification(
+        self, job: Job, needed: Requirement, registry: int
+    ) -> Job:
+        """Atlantic's PROOF_VERIFICATION_ON_L2 registers the fact in Integrity itself, some
+        time after the proof, with bits Atlantic chose: wait (the job is left untouched,
+        so its updated_at is when it was proved) until the registry holds a verification
+        the router accepts (its pin, enough bits), up to the Atlantic deadline. Another
+        verification of the fact (another layout, too few bits) does not count."""
+        listed = await self._chain.fact_verifications(registry, needed.fact_hash)
+        chosen = pick_listed(needed, listed)
+        if chosen is not None:
+            found = await self._chain.get_verification(registry, chosen.verification_hash)
+            if accepts(needed, found):
+                return self._jobs.advance(
+                    job,
+                    JobState.FACT_REGISTERED,
+                    detail="verified on-chain by Atlantic",
+                    verification_hash=hex(chosen.verification_hash),
+                    security_bits=chosen.security_bits,
+                )
+        fact = needed.fact_hash
+        waited = (self._clock() - datetime.fromisoformat(job.updated_at)).total_seconds()
+        if waited < self._fact_wait_s:
+            _log.info(
+                "job.waiting_for_fact",
+                fact_hash=hex(fact),
+                verifier_config=str(needed.config),
+                min_security_bits=needed.min_security_bits,
+                other_verifications=len(listed),
+                waited_s=round(waited),
+            )
+            return job
+        return self._fail(
+            job,
+            "fact_not_registered",
+            f"no verification of fact {fact:#x} under the router's bootloaded pin "
+            f"{needed.config} with at least {needed.min_security_bits} security bits appeared "
+            f"in the registry within {self._fact_wait_s:.0f} s (prover.atlantic_deadline_s; "
+            f"{len(listed)} other verification(s) of the fact do not count); check query "
+            f"{job.atlantic_query_id} in Atlantic and that prover.atlantic_layout is the "
+            "pinned layout",
+        )
+
     async def _submit(self, job: Job) -> Job:
         state = await self._chain.router_state()
         fact = int(str(job.fact_hash), 16)
         if state.epoch != job.epoch:
             return await self._resolve_moved_epoch(job, fact, state)
+        if job.verification_hash is None:
+            return self._fail(
+                job,
+                "no_verification",
+                "the job names no verification for the router (registered by an older "
+                "keeper): it runs again to name one",
+            )
+        verification_hash = int(job.verification_hash, 16)
         current = job
 
         async def persist_hash(tx_hash: int) -> None:
@@ -421,7 +572,7 @@ class JobWorker:
             faults.crash_point("submitted_before_broadcast")
 
         tx_hash = await self._chain.submit(
-            [self._chain.execute_allocation_call(job.output)],
+            [self._chain.execute_allocation_call(job.output, verification_hash)],
             purpose="execute_allocation",
             before_send=persist_hash,
         )

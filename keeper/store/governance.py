@@ -1,6 +1,7 @@
-"""The history of governance parameters, in the store's ``governance_changes`` table.
+"""The governance history in the store: parameter values (``governance_changes``) and the
+router's timelocked proposals (``governance_proposals``).
 
-Two kinds of rows:
+Parameter rows are of two kinds:
 - *observed* rows (``record_initial``): what the keeper read from the contracts at start
   (tx and event id empty). Written only for values that differ from the last recorded
   one, so restarts add nothing when nothing changed.
@@ -8,14 +9,21 @@ Two kinds of rows:
   changed parameter of a RiskEngine ``ModelParamsUpdated``, with block and tx. Written
   inside the event consumer's transaction and idempotent on (event id, contract, param).
 
-Values are TEXT: 0x-hex for addresses and hashes, decimal otherwise (``int(text, 0)``
-reads both). "Last value" orders rows by block, then by insertion.
+Proposal rows (``apply_proposal_event``): one per ``GovernanceChangeProposed``,
+``GovernanceChangeCancelled`` and ``GovernanceChangeApplied`` (param, subject, values, eta),
+idempotent on the event id. A change is pending while the latest row of its
+(param, subject) is 'proposed' (``pending_proposals``).
+
+Values are TEXT: 0x-hex for addresses, hashes and the verifier pins' short strings,
+decimal otherwise (``int(text, 0)`` reads both). ``format_value`` is how they are shown:
+pins as their text. "Last value" orders rows by block, then by insertion.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -30,6 +38,18 @@ CONTRACTS: tuple[Contract, ...] = ("router", "risk_engine")
 
 # Router params that are addresses or hashes: stored and shown in hex.
 HEX_PARAMS = frozenset({"fact_registry", "program_hash", "child_program_hash", "risk_engine"})
+# The verifier pins' fields (short strings): stored in hex, shown as text.
+PIN_PARAMS = frozenset(
+    f"{path}_{field}"
+    for path in ("direct", "bootloaded")
+    for field in ("layout", "hasher", "stone_version", "memory_verification")
+)
+# Proposal params whose values are those of other params (a pin is four short strings).
+PIN_PROPOSALS = frozenset({"direct_verifier", "bootloaded_verifier"})
+KEEPER_PROPOSAL = "keeper"
+
+ProposalStatus = Literal["proposed", "cancelled", "applied"]
+PROPOSAL_STATUSES: tuple[ProposalStatus, ...] = ("proposed", "cancelled", "applied")
 
 Clock = Callable[[], datetime]
 
@@ -50,10 +70,35 @@ def model_params_changes(old: ModelParams, new: ModelParams) -> list[tuple[str, 
 
 
 def format_value(param: str, value: int | None) -> str:
-    """How a value is stored and shown: hex for addresses and hashes, else decimal."""
+    """How a value is shown: hex for addresses and hashes, the text of a pin's short
+    string (hex when it is none; 0 = unset), else decimal."""
     if value is None:
         return ""
+    if param in PIN_PARAMS:
+        return (_short_string(value) or hex(value)) if value else "0"
     return hex(value) if param in HEX_PARAMS else str(value)
+
+
+def stored_value(param: str, value: int) -> str:
+    """How a value is stored: hex for addresses, hashes and pins, else decimal."""
+    return hex(value) if param in HEX_PARAMS or param in PIN_PARAMS else str(value)
+
+
+def format_proposal_values(param: str, values: Sequence[int]) -> str:
+    """A proposal's values as shown: a pin's four strings, a keeper flag, or the value."""
+    if param in PIN_PROPOSALS:
+        return "(" + ", ".join(format_value("direct_layout", v) for v in values) + ")"
+    if param == KEEPER_PROPOSAL and len(values) == 1 and values[0] in (0, 1):
+        return "enable" if values[0] else "disable"
+    return ", ".join(format_value(param, v) for v in values)
+
+
+def _short_string(value: int) -> str | None:
+    """The printable ASCII a felt encodes (1..31 bytes), else None."""
+    if not 0 < value < 2**248:
+        return None
+    data = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return data.decode("ascii") if all(0x20 <= b < 0x7F for b in data) else None
 
 
 class GovernanceTracker:
@@ -109,6 +154,9 @@ class GovernanceTracker:
         re-read the contracts and call ``record_initial`` after a rollback.
         """
         db.conn.execute("DELETE FROM governance_changes WHERE block_number > ?", (block_number,))
+        db.conn.execute(
+            "DELETE FROM governance_proposals WHERE block_number > ?", (block_number,)
+        )
 
     def latest(self, contract: str) -> dict[str, int]:
         """The last recorded value of each parameter of ``contract``."""
@@ -142,6 +190,64 @@ class GovernanceTracker:
             for row in self._store.query(sql, args)
         ]
 
+    def apply_proposal_event(
+        self,
+        db: sqlite_utils.Database,
+        status: str,
+        param: str,
+        subject: int,
+        values: Sequence[int],
+        eta: int,
+        block_number: int,
+        tx_hash: int,
+        event_id: int,
+    ) -> bool:
+        """Record one GovernanceChange{Proposed,Cancelled,Applied} inside the caller's
+        transaction. Returns False when this event was already recorded."""
+        if status not in PROPOSAL_STATUSES:
+            raise ValueError(f"unknown proposal status {status!r} ({', '.join(PROPOSAL_STATUSES)})")
+        if not param:
+            raise ValueError("governance proposal param is empty")
+        for what, value in (("subject", subject), ("eta", eta), *(("value", v) for v in values)):
+            _check_value(f"{param} {what}", value)
+        cursor = db.conn.execute(
+            "INSERT OR IGNORE INTO governance_proposals (param, subject, values_json, eta, "
+            "status, block_number, tx_hash, event_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                param,
+                hex(subject),
+                json.dumps([hex(v) for v in values]),
+                eta,
+                status,
+                block_number,
+                hex(tx_hash),
+                event_id,
+                self._clock().astimezone(UTC).isoformat(timespec="seconds"),
+            ),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def proposals(self, since: date | None = None) -> list[dict[str, Any]]:
+        """Every proposal event (recorded on or after ``since``), in chain order."""
+        sql = (
+            "SELECT id, param, subject, values_json, eta, status, block_number, tx_hash, "
+            "event_id, at FROM governance_proposals"
+        )
+        args: tuple[str, ...] = ()
+        if since is not None:
+            sql += " WHERE at >= ?"
+            args = (since.isoformat(),)
+        sql += " ORDER BY block_number, event_id"
+        return [_proposal(row) for row in self._store.query(sql, args)]
+
+    def pending_proposals(self) -> list[dict[str, Any]]:
+        """The changes proposed and neither cancelled nor applied since, by eta."""
+        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        for row in self.proposals():
+            latest[(row["param"], row["subject"])] = row
+        pending = [row for row in latest.values() if row["status"] == "proposed"]
+        return sorted(pending, key=lambda r: (r["eta"], r["param"], r["subject"]))
+
     def _insert(
         self,
         db: sqlite_utils.Database,
@@ -159,14 +265,29 @@ class GovernanceTracker:
             (
                 contract,
                 param,
-                None if old is None else format_value(param, old),
-                format_value(param, new),
+                None if old is None else stored_value(param, old),
+                stored_value(param, new),
                 block_number,
                 None if tx_hash is None else hex(tx_hash),
                 event_id,
                 self._clock().astimezone(UTC).isoformat(timespec="seconds"),
             ),
         )
+
+
+def _proposal(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "param": row["param"],
+        "subject": int(row["subject"], 16),
+        "values": [int(v, 16) for v in json.loads(row["values_json"])],
+        "eta": row["eta"],
+        "status": row["status"],
+        "block_number": row["block_number"],
+        "tx_hash": int(row["tx_hash"], 16),
+        "event_id": row["event_id"],
+        "at": row["at"],
+    }
 
 
 def _latest(conn: sqlite3.Connection, contract: str) -> dict[str, int]:

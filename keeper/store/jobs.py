@@ -130,6 +130,7 @@ class Job:
     paid_failures: int
     verification_hash: str | None
     atlantic_dedup_id: str | None
+    integrity_job_id: str | None
 
     @property
     def output(self) -> list[int]:
@@ -179,6 +180,7 @@ _MUTABLE = frozenset(
         "failure_reason",
         "verification_hash",
         "atlantic_dedup_id",
+        "integrity_job_id",
     }
 )
 

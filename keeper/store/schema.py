@@ -163,6 +163,9 @@ _JOBS_V4 = _sql(
     "ALTER TABLE jobs ADD COLUMN paid_failures INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN verification_hash TEXT",
     "ALTER TABLE jobs ADD COLUMN atlantic_dedup_id TEXT",
+    # Integrity's split-verification job id of this job's fact (random, persisted before
+    # the first transaction; replaced only when the on-chain job cannot be resumed).
+    "ALTER TABLE jobs ADD COLUMN integrity_job_id TEXT",
     """CREATE TABLE fact_registrations (
         id INTEGER PRIMARY KEY,
         job_id TEXT NOT NULL REFERENCES jobs (id),
@@ -172,12 +175,31 @@ _JOBS_V4 = _sql(
         function TEXT NOT NULL,             -- the FactRegistry entry point
         calldata_felts INTEGER NOT NULL,
         tx_hash TEXT,                       -- stored before the broadcast
-        status TEXT NOT NULL,               -- signing | sent | succeeded | reverted | abandoned
+        status TEXT NOT NULL,               -- signing | sent | succeeded | reverted | dropped
         reason TEXT,
-        at TEXT NOT NULL,
-        UNIQUE (integrity_job_id, step)
+        at TEXT NOT NULL
     )""",
     "CREATE INDEX fact_registrations_job ON fact_registrations (job_id)",
 )
 MIGRATIONS.append(Migration(4, "jobs_liveness_registrations", _JOBS_V4))
+
+# Migration 5: the router's timelocked governance, as its events say it: one row per
+# GovernanceChangeProposed / Cancelled / Applied (keeper.store.governance). A change is
+# pending while the latest row of its (param, subject) is 'proposed'.
+_GOVERNANCE_PROPOSALS_V5 = _sql(
+    """CREATE TABLE governance_proposals (
+        id INTEGER PRIMARY KEY,
+        param TEXT NOT NULL,                -- proposal param: 'max_single_bps', 'keeper', ...
+        subject TEXT NOT NULL,              -- 0x-hex: the keeper for 'keeper', else 0x0
+        values_json TEXT NOT NULL,          -- JSON array of 0x-hex felts
+        eta INTEGER NOT NULL,               -- block timestamp from which it may be applied
+        status TEXT NOT NULL,               -- proposed | cancelled | applied
+        block_number INTEGER NOT NULL,
+        tx_hash TEXT NOT NULL,
+        event_id INTEGER NOT NULL UNIQUE,   -- the stream event: replays add nothing
+        at TEXT NOT NULL
+    )""",
+    "CREATE INDEX governance_proposals_key ON governance_proposals (param, subject)",
+)
+MIGRATIONS.append(Migration(5, "governance_proposals", _GOVERNANCE_PROPOSALS_V5))
 MIGRATIONS.sort(key=lambda m: m.version)

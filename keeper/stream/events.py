@@ -50,6 +50,7 @@ class RebalanceRequested:
     meta: EventMeta
     epoch: int
     requester: int
+    by_owner: bool  # the owner asked: the schedule is lifted for this epoch on-chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +71,45 @@ class GovernanceParamsUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class GovernanceChangeProposed:
+    meta: EventMeta
+    param: str  # a proposal param, e.g. 'max_single_bps', 'direct_verifier', 'keeper'
+    subject: int  # the keeper for param 'keeper', else 0
+    values: tuple[int, ...]
+    eta: int  # block timestamp from which the owner may apply it
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceChangeCancelled:
+    meta: EventMeta
+    param: str
+    subject: int
+    values: tuple[int, ...]  # the dropped proposal
+    eta: int
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceChangeApplied:
+    meta: EventMeta
+    param: str
+    subject: int
+    values: tuple[int, ...]  # GovernanceParamsUpdated / KeeperUpdated follow in the same tx
+    eta: int
+
+
+@dataclass(frozen=True, slots=True)
 class KeeperUpdated:
     meta: EventMeta
     keeper: int
     enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipTransferStarted:
+    meta: EventMeta
+    contract: ContractKind  # both contracts emit it
+    previous_owner: int  # the current owner
+    new_owner: int  # the pending owner; 0 = a pending transfer was cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +147,12 @@ class OracleUpdated:
 Event = (
     RebalanceRequested
     | AllocationExecuted
+    | GovernanceChangeProposed
+    | GovernanceChangeCancelled
+    | GovernanceChangeApplied
     | GovernanceParamsUpdated
     | KeeperUpdated
+    | OwnershipTransferStarted
     | OwnershipTransferred
     | MetricsUpdated
     | ModelParamsUpdated
@@ -123,14 +163,19 @@ EVENT_NAMES: dict[ContractKind, tuple[str, ...]] = {
     "router": (
         "AllocationExecuted",
         "RebalanceRequested",
+        "GovernanceChangeProposed",
+        "GovernanceChangeCancelled",
+        "GovernanceChangeApplied",
         "GovernanceParamsUpdated",
         "KeeperUpdated",
+        "OwnershipTransferStarted",
         "OwnershipTransferred",
     ),
     "risk_engine": (
         "MetricsUpdated",
         "ModelParamsUpdated",
         "OracleUpdated",
+        "OwnershipTransferStarted",
         "OwnershipTransferred",
     ),
 }
@@ -161,9 +206,23 @@ _ABI_CONTRACTS: dict[ContractKind, str] = {
 }
 
 # The typed mapping: event -> (dataclass, what the keeper makes of each ABI member).
-# OwnershipTransferred also gets ``contract`` (both contracts emit it); every event ``meta``.
+# The ownership events also get ``contract`` (both contracts emit them); every event ``meta``.
+_CHANGE: Mapping[str, Shape] = {
+    "param": SHORT_STRING,
+    "subject": INT,
+    "values": Items(INT),
+    "eta": INT,
+}
+_OWNERS: Mapping[str, Shape] = {"previous_owner": INT, "new_owner": INT}
+_BOTH_CONTRACTS = frozenset({"OwnershipTransferStarted", "OwnershipTransferred"})
 _MEMBERS: dict[str, tuple[Callable[..., Event], Mapping[str, Shape]]] = {
-    "RebalanceRequested": (RebalanceRequested, {"epoch": INT, "requester": INT}),
+    "RebalanceRequested": (
+        RebalanceRequested,
+        {"epoch": INT, "requester": INT, "by_owner": BOOL},
+    ),
+    "GovernanceChangeProposed": (GovernanceChangeProposed, _CHANGE),
+    "GovernanceChangeCancelled": (GovernanceChangeCancelled, _CHANGE),
+    "GovernanceChangeApplied": (GovernanceChangeApplied, _CHANGE),
     "AllocationExecuted": (
         AllocationExecuted,
         {"epoch": INT, "fact_hash": INT, "allocation": Items(INT), "prover_kind": SHORT_STRING},
@@ -173,7 +232,8 @@ _MEMBERS: dict[str, tuple[Callable[..., Event], Mapping[str, Shape]]] = {
         {"param": SHORT_STRING, "old_value": INT, "new_value": INT},
     ),
     "KeeperUpdated": (KeeperUpdated, {"keeper": INT, "enabled": BOOL}),
-    "OwnershipTransferred": (OwnershipTransferred, {"previous_owner": INT, "new_owner": INT}),
+    "OwnershipTransferStarted": (OwnershipTransferStarted, _OWNERS),
+    "OwnershipTransferred": (OwnershipTransferred, _OWNERS),
     "MetricsUpdated": (
         MetricsUpdated,
         {
@@ -222,7 +282,7 @@ def decode_event(
         members = _layouts()[(contract_kind, name)].decode(keys[1:], data)
     except UnexpectedAnswerError as exc:
         raise DecodeError(exc.message) from None
-    if name == "OwnershipTransferred":
+    if name in _BOTH_CONTRACTS:
         members["contract"] = contract_kind
     return _MEMBERS[name][0](meta=meta, **members)
 

@@ -5,7 +5,7 @@ registrar) for every test that needs one."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +92,32 @@ class DeployedChain:
         await devnet_deploy.invoke(self.account(index), calls)
 
 
-@pytest.fixture
-async def chain(
-    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+async def deploy_chain(
+    devnet: Devnet,
+    artifacts: dict[str, devnet_deploy.ContractArtifact],
+    *,
+    pins: dict[str, tuple[str, ...]] | None = None,
+    **router: int,
 ) -> DeployedChain:
+    """A fresh deployment of config/deploy.devnet.toml with ``router`` values and verifier
+    ``pins`` overridden."""
     params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
+    params = replace(
+        params, router={**params.router, **router}, pins={**params.pins, **(pins or {})}
+    )
     deployment, _ = await devnet_deploy.deploy_devnet(
         devnet.url,
         params,
-        contract_artifacts,
+        artifacts,
         None,
         program_hash=PROGRAM_HASH,
         child_program_hash=CHILD_PROGRAM_HASH,
     )
     return DeployedChain(devnet, deployment)
+
+
+@pytest.fixture
+async def chain(
+    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+) -> DeployedChain:
+    return await deploy_chain(devnet, contract_artifacts)

@@ -4,29 +4,56 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 import structlog
+from starknet_py.hash.storage import get_storage_var_address
 from structlog.testing import capture_logs
 
 from keeper.chain import (
     ChainClient,
     FeeAboveCeilingError,
+    PendingChange,
     ShuttingDownError,
     TransactionRevertedError,
+    Verification,
     VerifierConfig,
     WouldRevertError,
     WrongChainError,
+    encode_short_string,
 )
 from keeper.core.logs import configure_logging
+from keeper.devnet import deploy as devnet_deploy
 from keeper.devnet.deploy import make_call
-from keeper.devnet.dev_prover import DEV_VERIFIER_CONFIG, DevProver, DevProverRefusedError
+from keeper.devnet.dev_prover import DevProver, DevProverRefusedError
+from keeper.engine.acceptance import verification_hash_of
 from prover import facts, model
-from tests.chain.conftest import KEEPER, OUTSIDER, OWNER, PROGRAM_HASH, DeployedChain
+from tests.chain.conftest import (
+    KEEPER,
+    OUTSIDER,
+    OWNER,
+    PROGRAM_HASH,
+    DeployedChain,
+    deploy_chain,
+)
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
-CONFIG = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
+CONFIG = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")  # the devnet's pin
+
+
+def proposal(router: int, param: str, subject: int, values: list[int]) -> Any:
+    return make_call(
+        router, "propose_change", [encode_short_string(param), subject, len(values), *values]
+    )
+
+
+def propose_and_apply(router: int, param: str, subject: int, values: list[int]) -> list[Any]:
+    """One owner multicall: with governance_delay_s 0 a change applies in the same block."""
+    apply = make_call(router, "apply_change", [encode_short_string(param), subject])
+    return [proposal(router, param, subject, values), apply]
 
 
 async def valid_output(client: ChainClient) -> list[int]:
@@ -53,6 +80,11 @@ async def test_router_and_risk_engine_reads(chain: DeployedChain) -> None:
     assert (gov.max_single_bps, gov.min_diversification, gov.min_security_bits) == (5000, 2, 96)
     assert (gov.fact_registry, gov.risk_engine) == (chain.registry, chain.risk_engine)
     assert (gov.program_hash, gov.rebalance_interval_s) == (PROGRAM_HASH, 3600)
+    assert gov.direct_pin == CONFIG
+    assert gov.bootloaded_pin == VerifierConfig("recursive", "keccak_160_lsb", "stone6", "strict")
+    assert gov.governance_delay_s == 0
+    assert state.rebalance_requested is False
+    assert await client.pending_changes() == []
 
     risk = await client.risk_inputs()
     assert len(risk.protocols) == 3
@@ -85,12 +117,18 @@ async def test_dev_prover_then_execute_allocation(chain: DeployedChain) -> None:
     assert {"dev_prover.registering", "chain.tx_submitted", "dev_prover.registered"} <= events
     assert all(line.get("prover") == "dev" for line in logs)
 
-    (verification,) = await client.fact_verifications(chain.registry, proof.fact_hash)
-    assert verification.security_bits == 96
-    assert verification.verifier_config == DEV_VERIFIER_CONFIG
+    # Registered under the router's direct pin, named by Integrity's verification hash.
+    assert proof.verifier_config == CONFIG
+    assert proof.verification_hash == verification_hash_of(proof.fact_hash, CONFIG, 96)
+    (listed,) = await client.fact_verifications(chain.registry, proof.fact_hash)
+    assert (listed.verification_hash, listed.security_bits) == (proof.verification_hash, 96)
+    assert listed.verifier_config == CONFIG
+    found = await client.get_verification(chain.registry, proof.verification_hash)
+    assert found == Verification(proof.fact_hash, 96, CONFIG)
+    assert await client.get_verification(chain.registry, proof.verification_hash + 1) is None
     assert not await client.is_fact_consumed(proof.fact_hash)
 
-    outcome = await client.execute_allocation(output)
+    outcome = await client.execute_allocation(output, proof.verification_hash)
     assert outcome.status == "succeeded"
     assert outcome.revert_reason is None
     assert (outcome.actual_fee_unit, outcome.actual_fee_amount > 0) == ("FRI", True)
@@ -110,17 +148,19 @@ async def test_would_revert_is_decoded_and_nothing_is_sent(chain: DeployedChain)
     output[1] += 1  # the next epoch, not the current one
     nonce = await chain.nonce()
     with pytest.raises(WouldRevertError) as caught:
-        await client.execute_allocation(output)
+        await client.execute_allocation(output, 0x1234)
     assert caught.value.reason == "output epoch != current epoch"
     assert caught.value.code == "would_revert"
     assert await chain.nonce() == nonce
 
 
-async def test_unregistered_fact_would_revert(chain: DeployedChain) -> None:
+async def test_an_unknown_verification_would_revert(chain: DeployedChain) -> None:
     client = chain.client()
+    output = await valid_output(client)
+    fact = facts.direct_fact(PROGRAM_HASH, output)
     with pytest.raises(WouldRevertError) as caught:
-        await client.execute_allocation(await valid_output(client))
-    assert caught.value.reason == "fact not registered"
+        await client.execute_allocation(output, verification_hash_of(fact, CONFIG, 96))
+    assert caught.value.reason == "verification not found"
 
 
 async def test_reverted_receipt_is_a_failure_never_success(chain: DeployedChain) -> None:
@@ -130,15 +170,16 @@ async def test_reverted_receipt_is_a_failure_never_success(chain: DeployedChain)
     output = await valid_output(client)
     fact = facts.direct_fact(PROGRAM_HASH, output)
     await client.register_dev_fact(chain.registry, fact, 96, CONFIG)
+    verification = verification_hash_of(fact, CONFIG, 96)
     owner = chain.devnet.accounts[OWNER].address
-    await chain.invoke(OWNER, [make_call(chain.router, "set_keeper", [owner, 1])])
+    await chain.invoke(OWNER, propose_and_apply(chain.router, "keeper", owner, [1]))
 
     async def other_keeper_executes_first(tx_hash: int) -> None:
-        await chain.invoke(OWNER, [client.execute_allocation_call(output)])
+        await chain.invoke(OWNER, [client.execute_allocation_call(output, verification)])
 
     with pytest.raises(TransactionRevertedError) as caught:
         await client.send(
-            [client.execute_allocation_call(output)],
+            [client.execute_allocation_call(output, verification)],
             purpose="execute_allocation",
             before_send=other_keeper_executes_first,
         )
@@ -236,3 +277,58 @@ async def test_dev_prover_needs_the_keeper_to_be_the_registrar(chain: DeployedCh
     with pytest.raises(DevProverRefusedError) as caught:
         await DevProver(client).register([1], program_hash=PROGRAM_HASH, security_bits=96)
     assert caught.value.code == "dev_prover_not_registrar"
+
+
+async def test_dev_prover_never_registers_what_the_router_refuses(
+    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+) -> None:
+    chain = await deploy_chain(devnet, contract_artifacts, min_security_bits=128)
+    client = chain.client()
+    nonce = await chain.nonce()
+    with pytest.raises(DevProverRefusedError, match="the router requires 128") as caught:
+        await DevProver(client).register([1], program_hash=PROGRAM_HASH, security_bits=96)
+    assert caught.value.code == "dev_prover_too_few_bits"
+    unpinned = await deploy_chain(devnet, contract_artifacts, pins={"direct_verifier": ()})
+    with pytest.raises(DevProverRefusedError, match="pins no verifier configuration") as caught:
+        await DevProver(unpinned.client()).register(
+            [1], program_hash=PROGRAM_HASH, security_bits=96
+        )
+    assert caught.value.code == "dev_prover_no_pin"
+    assert await chain.nonce() == nonce  # nothing was sent
+
+
+async def test_pending_changes_and_the_owners_request_are_read(
+    devnet: Devnet, contract_artifacts: dict[str, devnet_deploy.ContractArtifact]
+) -> None:
+    chain = await deploy_chain(devnet, contract_artifacts, governance_delay_s=3600)
+    client = chain.client()
+    router = chain.router
+    pin = VerifierConfig("recursive", "keccak_160_lsb", "stone6", "strict").felts()
+    await chain.invoke(
+        OWNER,
+        [
+            proposal(router, "max_single_bps", 0, [6000]),
+            proposal(router, "direct_verifier", 0, pin),
+            proposal(router, "keeper", chain.devnet.accounts[KEEPER].address, [0]),
+            make_call(router, "request_rebalance"),
+        ],
+    )
+    now = await client.latest_block_timestamp()
+    found = {c.param: c for c in await client.pending_changes()}
+    assert set(found) == {"max_single_bps", "direct_verifier", "keeper"}
+    assert found["max_single_bps"].values == (6000,)
+    assert found["direct_verifier"].values == tuple(pin)
+    keeper = found["keeper"]
+    assert (keeper.subject, keeper.values) == (chain.devnet.accounts[KEEPER].address, (0,))
+    assert all(abs(c.eta - (now + 3600)) <= 2 for c in found.values())
+    assert await client.pending_change("min_diversification") is None
+    assert isinstance(await client.pending_change("max_single_bps"), PendingChange)
+    assert await client.is_rebalance_requested() is True
+    assert (await client.router_state()).rebalance_requested is True
+
+
+async def test_storage_at_reads_a_contracts_storage_word(chain: DeployedChain) -> None:
+    client = chain.client()
+    registrar = await client.storage_at(chain.registry, get_storage_var_address("registrar"))
+    assert registrar == chain.devnet.accounts[KEEPER].address
+    assert await client.storage_at(chain.registry, get_storage_var_address("nothing_here")) == 0

@@ -3,24 +3,32 @@ deployment (new addresses, same declared classes) for every test that needs clea
 
 Accounts (devnet --seed 0 --accounts 3): 0 = owner/deployer/oracle, 1 = keeper and
 DevFactRegistry registrar, 2 = an outsider with no role.
+
+A deployment is config/deploy.devnet.toml (the router's constructor takes every value:
+direct pin ('small', 'keccak_160_lsb', 'stone6', 'strict'), bootloaded pin
+('recursive', ...), min_security_bits 96, governance_delay_s 0) with any value overridden.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starknet_py.contract import ContractData
+from starknet_py.hash.selector import get_selector_from_name
 from starknet_py.net.account.account import Account
 from starknet_py.net.client_errors import ClientError
 from starknet_py.net.client_models import Call
 from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.signer.key_pair import KeyPair
+from starknet_py.net.udc_deployer.deployer import Deployer
 from starknet_py.serialization.factory import serializer_for_function_v1
 
+from keeper.chain.codec import encode_short_string
+from keeper.chain.reverts import decode_revert_reason
 from keeper.devnet import deploy as devnet_deploy
 from prover import facts, model
 from tests.support.devnet import Devnet
@@ -30,18 +38,36 @@ DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
 # Stand-ins for the compiled allocation program's hashes: the gate only compares hashes.
 PROGRAM_HASH = 0x1234_5678_9ABC_DEF0
 CHILD_PROGRAM_HASH = 0x0FED_CBA9_8765_4321
-VERIFIER_CONFIG = ("small", "keccak_160_lsb", "stone6", "strict")
 TX_POLL_S = 0.05
+HOUR = 3600
+GRACE_S = 14 * 24 * HOUR  # GOVERNANCE_GRACE_S
 
 pytestmark = pytest.mark.devnet
 
 
 def short_string(text: str) -> int:
-    return int.from_bytes(text.encode("ascii"), "big")
+    return encode_short_string(text)
 
 
 def decode_short_string(value: int) -> str:
     return value.to_bytes((value.bit_length() + 7) // 8, "big").decode("ascii")
+
+
+def config(
+    layout: str, hasher: str = "keccak_160_lsb", version: str = "stone6", memory: str = "strict"
+) -> dict[str, int]:
+    """An Integrity VerifierConfiguration as the ABI codec takes it."""
+    return {
+        "layout": short_string(layout),
+        "hasher": short_string(hasher),
+        "stone_version": short_string(version),
+        "memory_verification": short_string(memory),
+    }
+
+
+DIRECT_PIN = config("small")
+BOOTLOADED_PIN = config("recursive")
+ZERO_CONFIG = {"layout": 0, "hasher": 0, "stone_version": 0, "memory_verification": 0}
 
 
 class AbiCodec:
@@ -72,6 +98,21 @@ def codecs(
     return {name: AbiCodec(a.abi) for name, a in contract_artifacts.items()}
 
 
+def events_named(receipt: Any, name: str, address: int | None = None) -> list[Any]:
+    """The events ``name`` of a receipt (of one contract when ``address`` is given)."""
+    key = get_selector_from_name(name)
+    return [
+        e
+        for e in receipt.events
+        if e.keys and e.keys[0] == key and (address is None or e.from_address == address)
+    ]
+
+
+def l2_gas(receipt: Any) -> int:
+    """The whole transaction's L2 gas, from its receipt."""
+    return int(receipt.execution_resources.l2_gas)
+
+
 @dataclass
 class Deployed:
     """A fresh deployment plus the three role accounts and typed contract handles."""
@@ -97,30 +138,32 @@ class Deployed:
     def registry_address(self) -> int:
         return self.deployment.address("DevFactRegistry")
 
-    async def view(self, name: str, function: str, *args: Any) -> Any:
-        codec = self.codecs[name]
-        call = Call(
-            to_addr=self.deployment.address(name),
-            selector=devnet_deploy.selector(function),
-            calldata=codec.calldata(function, *args),
-        )
-        return codec.decode(function, await self.client.call_contract(call))
-
-    async def invoke(self, account: Account, name: str, function: str, *args: Any) -> Any:
-        """Invoke and wait; a revert raises ClientError (from the fee estimate)."""
-        call = Call(
+    def call(self, name: str, function: str, *args: Any) -> Call:
+        return Call(
             to_addr=self.deployment.address(name),
             selector=devnet_deploy.selector(function),
             calldata=self.codecs[name].calldata(function, *args),
         )
-        sent = await account.execute_v3(calls=[call], auto_estimate=True)
+
+    async def view(self, name: str, function: str, *args: Any) -> Any:
+        (value,) = self.codecs[name].decode(
+            function, await self.client.call_contract(self.call(name, function, *args))
+        )
+        return value
+
+    async def send(self, account: Account, calls: list[Call]) -> Any:
+        """One multicall, waited for; a revert raises ClientError (from the fee estimate)."""
+        sent = await account.execute_v3(calls=calls, auto_estimate=True)
         return await self.client.wait_for_tx(sent.transaction_hash, check_interval=TX_POLL_S)
+
+    async def invoke(self, account: Account, name: str, function: str, *args: Any) -> Any:
+        return await self.send(account, [self.call(name, function, *args)])
 
     async def allocation_inputs(self) -> model.AllocationInputs:
         """The inputs the keeper would read from chain for the router's current epoch."""
-        ((metrics, params),) = await self.view("RiskEngine", "get_inputs")
-        (gov,) = await self.view("StrategyRouterV2", "get_governance_params")
-        (epoch,) = await self.view("StrategyRouterV2", "get_epoch")
+        metrics, params = await self.view("RiskEngine", "get_inputs")
+        gov = await self.view("StrategyRouterV2", "get_governance_params")
+        epoch = await self.view("StrategyRouterV2", "get_epoch")
         return model.AllocationInputs(
             router=self.router_address,
             epoch=epoch,
@@ -133,22 +176,87 @@ class Deployed:
     async def expected_output(self) -> list[int]:
         return model.expected_output(await self.allocation_inputs())
 
-    async def register(self, fact_hash: int, security_bits: int = 96) -> Any:
-        layout, hasher, version, memory = VERIFIER_CONFIG
-        config = {
-            "layout": short_string(layout),
-            "hasher": short_string(hasher),
-            "stone_version": short_string(version),
-            "memory_verification": short_string(memory),
-        }
+    async def set_metrics(self, metrics: list[dict[str, int]]) -> Any:
+        """The oracle's (account 0's) complete snapshot."""
+        return await self.invoke(self.owner, "RiskEngine", "set_all_metrics", metrics)
+
+    async def metrics(self) -> list[dict[str, int]]:
+        protocols, _ = await self.view("RiskEngine", "get_inputs")
+        return [dict(m) for m in protocols]
+
+    def register_call(
+        self, fact_hash: int, security_bits: int = 96, verifier: dict[str, int] = DIRECT_PIN
+    ) -> Call:
+        return self.call("DevFactRegistry", "register_fact", fact_hash, security_bits, verifier)
+
+    async def register(
+        self, fact_hash: int, security_bits: int = 96, verifier: dict[str, int] = DIRECT_PIN
+    ) -> int:
+        """Register a verification; its hash (the last key of FactRegistered)."""
+        call = self.register_call(fact_hash, security_bits, verifier)
+        receipt = await self.send(self.keeper, [call])
+        (event,) = events_named(receipt, "FactRegistered")
+        return int(event.keys[-1])
+
+    async def execute(
+        self, output: list[int], verification_hash: int, account: Account | None = None
+    ) -> Any:
         return await self.invoke(
-            self.keeper, "DevFactRegistry", "register_fact", fact_hash, security_bits, config
+            account or self.keeper, "StrategyRouterV2", "execute_allocation", output,
+            verification_hash,
         )
 
-    async def execute(self, output: list[int], account: Account | None = None) -> Any:
+    async def prove_and_execute(self) -> list[int]:
+        """Register the current output's direct fact under the pin and execute it."""
+        output = await self.expected_output()
+        await self.execute(output, await self.register(direct_fact(output)))
+        return output
+
+    def change_calls(self, param: str, values: list[int], subject: int = 0) -> list[Call]:
+        """propose + apply: one owner multicall when governance_delay_s is 0."""
+        key = (short_string(param), subject)
+        return [
+            self.call("StrategyRouterV2", "propose_change", *key, values),
+            self.call("StrategyRouterV2", "apply_change", *key),
+        ]
+
+    async def change(self, param: str, values: list[int], subject: int = 0) -> Any:
+        return await self.send(self.owner, self.change_calls(param, values, subject))
+
+    async def propose(
+        self, param: str, values: list[int], subject: int = 0, account: Account | None = None
+    ) -> Any:
         return await self.invoke(
-            account or self.keeper, "StrategyRouterV2", "execute_allocation", output
+            account or self.owner, "StrategyRouterV2", "propose_change", short_string(param),
+            subject, values,
         )
+
+    async def apply(self, param: str, subject: int = 0, account: Account | None = None) -> Any:
+        return await self.invoke(
+            account or self.owner, "StrategyRouterV2", "apply_change", short_string(param), subject
+        )
+
+    async def cancel(self, param: str, subject: int = 0) -> Any:
+        return await self.invoke(
+            self.owner, "StrategyRouterV2", "cancel_change", short_string(param), subject
+        )
+
+    async def pending(self, param: str, subject: int = 0) -> Any:
+        return await self.view(
+            "StrategyRouterV2", "get_pending_change", short_string(param), subject
+        )
+
+    async def timestamp(self) -> int:
+        return int((await self.client.get_block(block_number="latest")).timestamp)
+
+    async def deploy_another(self, name: str, calldata: list[int]) -> tuple[int, Any]:
+        """Another instance of contract ``name`` from raw constructor calldata: (address,
+        receipt); a refused one raises ClientError with the constructor's reason."""
+        class_hash = self.deployment.contracts[name]["class_hash"]
+        call, address = Deployer().create_contract_deployment_raw(
+            class_hash, salt=secrets.randbits(200), raw_calldata=calldata
+        )
+        return int(address), await self.send(self.owner, [call])
 
 
 def make_account(devnet: Devnet, index: int, chain_id: int) -> Account:
@@ -169,10 +277,16 @@ async def deploy_fresh(
     *,
     program_hash: int = PROGRAM_HASH,
     child_program_hash: int = CHILD_PROGRAM_HASH,
+    pins: dict[str, tuple[str, ...]] | None = None,
+    **router: int,
 ) -> Deployed:
     """A fresh deployment; the gate tests use stand-in program hashes, the keeper's
-    end-to-end tests the real ones (``devnet_deploy.default_program_hashes()``)."""
+    end-to-end tests the real ones (``devnet_deploy.default_program_hashes()``).
+    ``router`` overrides [router] values, ``pins`` the verifier pins (() = unset)."""
     params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
+    params = replace(
+        params, router={**params.router, **router}, pins={**params.pins, **(pins or {})}
+    )
     deployment, report = await devnet_deploy.deploy_devnet(
         devnet.url,
         params,
@@ -205,8 +319,13 @@ async def deployed(
     return await deploy_fresh(devnet, contract_artifacts, codecs)
 
 
-def revert_reason(exc: ClientError) -> str:
-    return str(exc)
+async def expect_revert(action: Any, reason: str) -> None:
+    """``action`` (an awaitable) must be refused with ``reason`` (a view's revert data
+    comes hex-encoded: decoded as the keeper decodes it)."""
+    with pytest.raises(ClientError) as caught:
+        await action
+    text = str(caught.value)
+    assert reason in text or reason == decode_revert_reason(text), text[:800]
 
 
 def direct_fact(output: list[int]) -> int:

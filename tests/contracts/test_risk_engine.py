@@ -1,6 +1,7 @@
-"""RiskEngine: range validation, events, and the Cairo 1 commitment against the §2
-serialization (tests/vectors/allocation_vectors.json when present, and
-starknet_py's compute_hash_on_elements on generated inputs)."""
+"""RiskEngine: complete snapshots only (set_all_metrics), range validation, events, its
+constructor and DevFactRegistry's, and the Cairo 1 commitment against the §2
+serialization (tests/vectors/allocation_vectors.json when present, and starknet_py's
+compute_hash_on_elements on generated inputs)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ from hypothesis import strategies as st
 from starknet_py.hash.selector import get_selector_from_name
 from starknet_py.hash.utils import compute_hash_on_elements
 from starknet_py.net.client_errors import ClientError
+from starknet_py.net.client_models import Call
 
 from keeper.devnet import deploy as devnet_deploy
 from prover import model
-from tests.contracts.conftest import ROOT, AbiCodec, Deployed, deploy_fresh
+from tests.contracts.conftest import (
+    DIRECT_PIN,
+    ROOT,
+    AbiCodec,
+    Deployed,
+    deploy_fresh,
+    events_named,
+    expect_revert,
+)
 from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
@@ -35,27 +45,98 @@ async def test_get_inputs_serializes_to_commitment_elements(deployed: Deployed) 
         deployed.client, deployed.risk_engine_address, "get_inputs"
     )
     assert raw == inputs.commitment_elements()
-    (commitment,) = await deployed.view("RiskEngine", "get_inputs_commitment")
+    commitment = await deployed.view("RiskEngine", "get_inputs_commitment")
     assert commitment == compute_hash_on_elements(raw)
     assert commitment == model.inputs_commitment(inputs)
 
 
-async def test_metrics_update_emits_event_with_new_commitment(deployed: Deployed) -> None:
-    (metrics,) = await deployed.view("RiskEngine", "get_metrics", 2)
-    changed = dict(metrics)
-    changed["volatility_bps"] = 9999
+async def test_a_snapshot_emits_one_event_per_protocol_with_the_final_commitment(
+    deployed: Deployed,
+) -> None:
+    metrics = await deployed.metrics()
+    metrics[2]["volatility_bps"] = 9999
 
-    receipt = await deployed.invoke(deployed.owner, "RiskEngine", "set_metrics", 2, changed)
+    receipt = await deployed.set_metrics(metrics)
 
-    key = get_selector_from_name("MetricsUpdated")
-    (event,) = [e for e in receipt.events if e.keys[0] == key]
-    (commitment,) = await deployed.view("RiskEngine", "get_inputs_commitment")
-    assert event.keys[1] == 2
-    assert event.data == [*(changed[f] for f in FIELDS), 3, commitment]
+    events = events_named(receipt, "MetricsUpdated")
+    commitment = await deployed.view("RiskEngine", "get_inputs_commitment")
+    assert [e.keys[1] for e in events] == [0, 1, 2]
+    assert [e.data for e in events] == [[*(m[f] for f in FIELDS), 3, commitment] for m in metrics]
+
+
+async def test_a_partial_update_is_impossible(deployed: Deployed) -> None:
+    """No per-protocol setter; a snapshot with one bad protocol writes nothing at all."""
+    before = await deployed.view("RiskEngine", "get_inputs_commitment")
+    call = Call(deployed.risk_engine_address, get_selector_from_name("set_metrics"), [0, 1])
+    await expect_revert(deployed.send(deployed.owner, [call]), "ENTRYPOINT_NOT_FOUND")
+    bad = await deployed.metrics()
+    bad[0]["apy_bps"] = 999  # a valid change...
+    bad[2]["audit_score"] = 101  # ...with an invalid one after it
+    await expect_revert(deployed.set_metrics(bad), "audit_score > 100")
+    assert await deployed.view("RiskEngine", "get_inputs_commitment") == before
+
+
+async def test_a_shrinking_snapshot_replaces_the_whole_set(deployed: Deployed) -> None:
+    metrics = await deployed.metrics()
+    receipt = await deployed.set_metrics(metrics[:2])
+    assert await deployed.view("RiskEngine", "get_protocol_count") == 2
+    events = events_named(receipt, "MetricsUpdated")
+    assert len(events) == 2 and all(e.data[6] == 2 for e in events)
+    await expect_revert(
+        deployed.view("RiskEngine", "get_metrics", 2), "index beyond protocol count"
+    )
+
+
+async def test_constructors_emit_their_configuration(deployed: Deployed) -> None:
+    owner, oracle = deployed.owner.address, deployed.keeper.address
+    address, receipt = await deployed.deploy_another("RiskEngine", [owner, oracle])
+    assert events_named(receipt, "OwnershipTransferred", address)[0].data == [0, owner]
+    assert events_named(receipt, "OracleUpdated", address)[0].data == [0, oracle]
+    (params,) = events_named(receipt, "ModelParamsUpdated", address)
+    defaults = model.ModelParams().as_list()
+    empty = compute_hash_on_elements([0, *defaults])  # the commitment of no protocols
+    assert params.data == [*[0] * 12, *defaults, empty]
+    await expect_revert(
+        deployed.deploy_another("RiskEngine", [0, oracle]), "owner is zero"
+    )
+    registrar = deployed.keeper.address
+    address, receipt = await deployed.deploy_another("DevFactRegistry", [registrar])
+    assert events_named(receipt, "RegistrarUpdated", address)[0].data == [0, registrar]
+
+
+async def test_the_dev_registry_has_no_verifier_behind_it(deployed: Deployed) -> None:
+    preset = {"layout": DIRECT_PIN["layout"], "hasher": DIRECT_PIN["hasher"]}
+    await expect_revert(
+        deployed.view("DevFactRegistry", "get_verifier_address", preset), "VERIFIER_NOT_FOUND"
+    )
+    assert await deployed.view("DevFactRegistry", "get_verification", 0x1234) is None
+
+
+async def test_roles_are_enforced(deployed: Deployed) -> None:
+    metrics = await deployed.metrics()
+    await expect_revert(
+        deployed.invoke(deployed.keeper, "RiskEngine", "set_all_metrics", metrics),
+        "caller is not oracle",
+    )
+    params = await deployed.view("RiskEngine", "get_model_params")
+    await expect_revert(
+        deployed.invoke(deployed.keeper, "RiskEngine", "set_model_params", dict(params)),
+        "caller is not owner",
+    )
+    await expect_revert(
+        deployed.invoke(deployed.keeper, "RiskEngine", "set_oracle", deployed.keeper.address),
+        "caller is not owner",
+    )
+    await expect_revert(
+        deployed.invoke(
+            deployed.outsider, "DevFactRegistry", "register_fact", 0x1234, 128, DIRECT_PIN
+        ),
+        "caller is not registrar",
+    )
 
 
 async def test_model_params_update_emits_old_and_new(deployed: Deployed) -> None:
-    (old,) = await deployed.view("RiskEngine", "get_model_params")
+    old = await deployed.view("RiskEngine", "get_model_params")
     new = dict(old)
     new["w_vol"] = 55
 
@@ -64,7 +145,7 @@ async def test_model_params_update_emits_old_and_new(deployed: Deployed) -> None
     key = get_selector_from_name("ModelParamsUpdated")
     (event,) = [e for e in receipt.events if e.keys[0] == key]
     names = devnet_deploy.MODEL_PARAM_NAMES
-    (commitment,) = await deployed.view("RiskEngine", "get_inputs_commitment")
+    commitment = await deployed.view("RiskEngine", "get_inputs_commitment")
     assert event.data == [*(old[n] for n in names), *(new[n] for n in names), commitment]
 
 
@@ -82,14 +163,13 @@ async def test_model_params_update_emits_old_and_new(deployed: Deployed) -> None
 async def test_metrics_out_of_range_are_rejected(
     deployed: Deployed, field: str, value: int, reason: str
 ) -> None:
-    (metrics,) = await deployed.view("RiskEngine", "get_metrics", 0)
-    bad = dict(metrics)
-    bad[field] = value
+    metrics = await deployed.metrics()
+    bad = [dict(m) for m in metrics]
+    bad[1][field] = value
     with pytest.raises(ClientError) as info:
-        await deployed.invoke(deployed.owner, "RiskEngine", "set_metrics", 0, bad)
+        await deployed.set_metrics(bad)
     assert reason in str(info.value)
-    (unchanged,) = await deployed.view("RiskEngine", "get_metrics", 0)
-    assert dict(unchanged) == dict(metrics)
+    assert await deployed.metrics() == metrics
 
 
 @pytest.mark.parametrize(
@@ -104,7 +184,7 @@ async def test_metrics_out_of_range_are_rejected(
 async def test_model_params_out_of_range_are_rejected(
     deployed: Deployed, changes: dict[str, int], reason: str
 ) -> None:
-    (params,) = await deployed.view("RiskEngine", "get_model_params")
+    params = await deployed.view("RiskEngine", "get_model_params")
     with pytest.raises(ClientError) as info:
         await deployed.invoke(
             deployed.owner, "RiskEngine", "set_model_params", {**dict(params), **changes}
@@ -113,18 +193,9 @@ async def test_model_params_out_of_range_are_rejected(
 
 
 async def test_protocol_set_bounds(deployed: Deployed) -> None:
-    (metrics,) = await deployed.view("RiskEngine", "get_metrics", 0)
-    with pytest.raises(ClientError) as info:
-        await deployed.invoke(deployed.owner, "RiskEngine", "set_all_metrics", [])
-    assert "no protocols" in str(info.value)
-    with pytest.raises(ClientError) as info:
-        await deployed.invoke(
-            deployed.owner, "RiskEngine", "set_all_metrics", [dict(metrics)] * 17
-        )
-    assert "more than 16 protocols" in str(info.value)
-    with pytest.raises(ClientError) as info:
-        await deployed.invoke(deployed.owner, "RiskEngine", "set_metrics", 4, dict(metrics))
-    assert "index beyond protocol count" in str(info.value)
+    metrics = await deployed.metrics()
+    await expect_revert(deployed.set_metrics([]), "no protocols")
+    await expect_revert(deployed.set_metrics([metrics[0]] * 17), "more than 16 protocols")
 
 
 def _vector_cases() -> list[dict[str, Any]]:
@@ -150,7 +221,7 @@ async def test_commitment_matches_shared_vectors(
         if isinstance(expected, str):
             expected = int(expected, 16)
         await _write_inputs(env, inputs)
-        (commitment,) = await env.view("RiskEngine", "get_inputs_commitment")
+        commitment = await env.view("RiskEngine", "get_inputs_commitment")
         assert commitment == expected, case.get("name", case)
 
 
@@ -199,6 +270,6 @@ async def test_commitment_equals_compute_hash_on_elements(
 ) -> None:
     inputs = model.AllocationInputs(router=1, epoch=0, protocols=tuple(protocols), params=params)
     await _write_inputs(deployed, inputs)
-    (commitment,) = await deployed.view("RiskEngine", "get_inputs_commitment")
+    commitment = await deployed.view("RiskEngine", "get_inputs_commitment")
     assert commitment == compute_hash_on_elements(inputs.commitment_elements())
 

@@ -1,222 +1,164 @@
-"""StrategyRouterV2.execute_allocation: the happy paths and one test per gate rejection,
-on a real devnet with outputs from the reference model and facts from prover.facts."""
+"""StrategyRouterV2.execute_allocation(output, verification_hash): the happy paths, one
+test per refusal (contracts/README.md checks 1-17), on a real devnet with outputs from the
+reference model, facts from prover.facts and verifications in DevFactRegistry (which
+records any configuration, so tests can register what the router must refuse)."""
 
 from __future__ import annotations
 
 import pytest
-from starknet_py.hash.selector import get_selector_from_name
-from starknet_py.net.client_errors import ClientError
 
+from keeper.chain import VerifierConfig
 from keeper.devnet import deploy as devnet_deploy
+from keeper.engine.acceptance import verification_hash_of
 from prover import facts
 from tests.contracts.conftest import (
+    BOOTLOADED_PIN,
+    DIRECT_PIN,
+    ZERO_CONFIG,
     AbiCodec,
     Deployed,
     bootloaded_fact,
+    config,
     decode_short_string,
     deploy_fresh,
     direct_fact,
+    events_named,
+    expect_revert,
+    l2_gas,
 )
 from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
-
-async def assert_rejected(deployed: Deployed, output: list[int], reason: str) -> None:
-    with pytest.raises(ClientError) as info:
-        await deployed.execute(output)
-    assert reason in str(info.value), str(info.value)
-    (epoch,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    assert epoch == 0
+ROUTER = "StrategyRouterV2"
 
 
-def allocation_executed_events(deployed: Deployed, receipt: object) -> list[object]:
-    key = get_selector_from_name("AllocationExecuted")
-    return [
-        e
-        for e in receipt.events  # type: ignore[attr-defined]
-        if e.from_address == deployed.router_address and e.keys[0] == key
-    ]
+async def assert_refused(
+    deployed: Deployed, output: list[int], verification: int, reason: str
+) -> None:
+    await expect_revert(deployed.execute(output, verification), reason)
+    assert await deployed.view(ROUTER, "get_epoch") == 0
 
 
-async def test_happy_path_direct_fact(deployed: Deployed) -> None:
+# --- accepted ---------------------------------------------------------------------------------
+
+
+async def test_a_pinned_direct_verification_executes(deployed: Deployed) -> None:
     output = await deployed.expected_output()
     n = output[5]
     fact = direct_fact(output)
-    await deployed.register(fact)
+    verification = await deployed.register(fact)
+    # The registry's key is Integrity's formula, as the keeper computes it.
+    pin = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
+    assert verification == verification_hash_of(fact, pin, 96)
+    stored = await deployed.view("DevFactRegistry", "get_verification", verification)
+    assert (stored["fact_hash"], stored["security_bits"]) == (fact, 96)
 
-    receipt = await deployed.execute(output)
+    receipt = await deployed.execute(output, verification)
 
-    (epoch,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    (allocation,) = await deployed.view("StrategyRouterV2", "get_allocation")
-    (consumed,) = await deployed.view("StrategyRouterV2", "is_fact_consumed", fact)
-    (timestamp,) = await deployed.view("StrategyRouterV2", "last_execution_timestamp")
-    assert epoch == 1
-    assert allocation == output[6 : 6 + n]
-    assert consumed is True
-    assert timestamp > 0
-    (event,) = allocation_executed_events(deployed, receipt)
-    assert event.keys[1] == 0  # type: ignore[attr-defined]  # the executed epoch
-    assert event.data == [  # type: ignore[attr-defined]
-        fact,
-        n,
-        *output[6 : 6 + n],
-        int.from_bytes(b"direct", "big"),
-    ]
+    assert await deployed.view(ROUTER, "get_epoch") == 1
+    assert await deployed.view(ROUTER, "get_allocation") == output[6 : 6 + n]
+    assert await deployed.view(ROUTER, "is_fact_consumed", fact) is True
+    assert await deployed.view(ROUTER, "last_execution_timestamp") > 0
+    (event,) = events_named(receipt, "AllocationExecuted", deployed.router_address)
+    assert event.keys[1] == 0  # the executed epoch
+    assert event.data == [fact, n, *output[6 : 6 + n], int.from_bytes(b"direct", "big")]
 
 
-async def test_happy_path_bootloaded_fact(deployed: Deployed) -> None:
+async def test_a_pinned_bootloaded_verification_executes(deployed: Deployed) -> None:
     output = await deployed.expected_output()
     fact = bootloaded_fact(output)
-    await deployed.register(fact)
-
-    receipt = await deployed.execute(output)
-
-    (event,) = allocation_executed_events(deployed, receipt)
-    assert decode_short_string(event.data[-1]) == "bootloaded"  # type: ignore[attr-defined]
-    assert event.data[0] == fact  # type: ignore[attr-defined]
-    (consumed,) = await deployed.view("StrategyRouterV2", "is_fact_consumed", fact)
-    assert consumed is True
+    receipt = await deployed.execute(output, await deployed.register(fact, 96, BOOTLOADED_PIN))
+    (event,) = events_named(receipt, "AllocationExecuted", deployed.router_address)
+    assert decode_short_string(event.data[-1]) == "bootloaded"
+    assert event.data[0] == fact
+    assert await deployed.view(ROUTER, "is_fact_consumed", fact) is True
 
 
-async def test_second_epoch_executes_after_first(deployed: Deployed) -> None:
-    first = await deployed.expected_output()
-    await deployed.register(direct_fact(first))
-    await deployed.execute(first)
-
-    second = await deployed.expected_output()
-    assert second[1] == 1
-    await deployed.register(direct_fact(second))
-    await deployed.execute(second)
-
-    (epoch,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    assert epoch == 2
-
-
-async def test_rejects_fact_of_another_program(deployed: Deployed) -> None:
+async def test_more_bits_than_required_are_accepted(deployed: Deployed) -> None:
     output = await deployed.expected_output()
-    await deployed.register(facts.direct_fact(0xBAD, output))
-    await deployed.register(facts.bootloaded_fact(0xBAD, output))
-    await assert_rejected(deployed, output, "fact not registered")
+    await deployed.execute(output, await deployed.register(direct_fact(output), 256))
+    assert await deployed.view(ROUTER, "get_epoch") == 1
 
 
-async def test_rejects_wrong_epoch(deployed: Deployed) -> None:
+# --- refused: the verification ---------------------------------------------------------------
+
+
+async def test_an_unknown_verification_is_refused(deployed: Deployed) -> None:
     output = await deployed.expected_output()
-    output[1] = 1
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "output epoch != current epoch")
+    await assert_refused(deployed, output, 0x1234, "verification not found")
 
 
-async def test_rejects_output_for_another_router(deployed: Deployed) -> None:
+@pytest.mark.parametrize(
+    "verifier",
+    [
+        config("small", memory="relaxed"),
+        config("small", memory="cairo1"),
+        config("recursive"),  # another layout (the bootloaded path's pin)
+        config("small", version="stone5"),
+        config("small", hasher="keccak_248_lsb"),
+        ZERO_CONFIG,
+    ],
+    ids=["relaxed", "cairo1", "other-layout", "stone5", "other-hasher", "zero-config"],
+)
+async def test_a_configuration_other_than_the_pin_is_refused(
+    deployed: Deployed, verifier: dict[str, int]
+) -> None:
     output = await deployed.expected_output()
-    output[0] = deployed.risk_engine_address
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "output for another router")
+    verification = await deployed.register(direct_fact(output), 128, verifier)
+    await assert_refused(deployed, output, verification, "verifier config not pinned")
 
 
-async def test_rejects_stale_inputs(deployed: Deployed) -> None:
+async def test_the_bootloaded_fact_under_the_direct_pin_is_refused(deployed: Deployed) -> None:
     output = await deployed.expected_output()
-    await deployed.register(direct_fact(output))
-    (metrics,) = await deployed.view("RiskEngine", "get_metrics", 0)
-    changed = dict(metrics)
-    changed["apy_bps"] += 1
-    await deployed.invoke(deployed.owner, "RiskEngine", "set_metrics", 0, changed)
-    await assert_rejected(deployed, output, "stale inputs commitment")
+    verification = await deployed.register(bootloaded_fact(output), 128, DIRECT_PIN)
+    await assert_refused(deployed, output, verification, "verifier config not pinned")
 
 
-async def test_rejects_replayed_fact(deployed: Deployed) -> None:
+async def test_too_few_security_bits_are_refused(deployed: Deployed) -> None:
     output = await deployed.expected_output()
-    await deployed.register(direct_fact(output))
-    await deployed.execute(output)
-
-    with pytest.raises(ClientError) as info:
-        await deployed.execute(output)
-    assert "fact already consumed" in str(info.value)
-    (epoch,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    assert epoch == 1
+    verification = await deployed.register(direct_fact(output), 95)
+    await assert_refused(deployed, output, verification, "fact security bits too low")
 
 
-async def test_rejects_unregistered_fact(deployed: Deployed) -> None:
+async def test_a_verification_of_another_fact_is_refused(deployed: Deployed) -> None:
     output = await deployed.expected_output()
-    await assert_rejected(deployed, output, "fact not registered")
+    other = list(output)
+    other[6], other[7] = other[7], other[6]  # another allocation, same header
+    verification = await deployed.register(direct_fact(other))
+    await assert_refused(deployed, output, verification, "verification for other fact")
+    # ...and a fact of another program.
+    verification = await deployed.register(facts.direct_fact(0xBAD, output))
+    await assert_refused(deployed, output, verification, "verification for other fact")
 
 
-async def test_rejects_too_few_security_bits(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    await deployed.register(direct_fact(output), security_bits=95)
-    await assert_rejected(deployed, output, "fact security bits too low")
+async def test_a_zero_pin_accepts_nothing(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    codecs: dict[str, AbiCodec],
+) -> None:
+    closed = await deploy_fresh(
+        devnet, contract_artifacts, codecs, pins={"bootloaded_verifier": ()}
+    )
+    output = await closed.expected_output()
+    verification = await closed.register(bootloaded_fact(output), 128, ZERO_CONFIG)
+    await assert_refused(closed, output, verification, "verifier config not pinned")
 
 
-async def test_accepts_when_one_verification_has_enough_bits(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    await deployed.register(direct_fact(output), security_bits=80)
-    await deployed.register(direct_fact(output), security_bits=100)
-    await deployed.execute(output)
-    (epoch,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    assert epoch == 1
+async def test_no_program_hash_accepts_nothing(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    codecs: dict[str, AbiCodec],
+) -> None:
+    closed = await deploy_fresh(
+        devnet, contract_artifacts, codecs, program_hash=0, child_program_hash=0
+    )
+    output = await closed.expected_output()
+    verification = await closed.register(direct_fact(output))
+    await assert_refused(closed, output, verification, "no program hash accepted")
 
 
-async def test_rejects_allocation_above_max_single(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    over = output[3] + 1
-    output[6:9] = [over, (10000 - over) // 2, 10000 - over - (10000 - over) // 2]
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "allocation above max_single")
-
-
-async def test_rejects_diversification_below_min(deployed: Deployed) -> None:
-    await deployed.invoke(deployed.owner, "StrategyRouterV2", "set_min_diversification", 3)
-    output = await deployed.expected_output()
-    assert output[4] == 3
-    output[6:9] = [output[3], 10000 - output[3] - 500, 500]
-    assert output[7] >= 1000
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "diversification below min")
-
-
-async def test_rejects_bad_sum(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    output[6:9] = [3000, 3000, 3000]
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "allocation sum != 10000")
-
-
-async def test_rejects_wrong_protocol_count(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    # n = 2 with a well-formed 6 + 2n body: allocation (5000, 5000), risks (1, 1).
-    short = [*output[:5], 2, 5000, 5000, 1, 1]
-    await deployed.register(direct_fact(short))
-    await assert_rejected(deployed, short, "n != RiskEngine count")
-
-
-async def test_rejects_max_single_other_than_governance(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    output[3] -= 1
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "max_single != governance")
-
-
-async def test_rejects_min_div_other_than_governance(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    output[4] = 1
-    await deployed.register(direct_fact(output))
-    await assert_rejected(deployed, output, "min_div != governance")
-
-
-async def test_rejects_malformed_output_length(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    await assert_rejected(deployed, output[:-1], "output length != 6 + 2n")
-
-
-async def test_rejects_non_keeper_caller(deployed: Deployed) -> None:
-    output = await deployed.expected_output()
-    await deployed.register(direct_fact(output))
-    with pytest.raises(ClientError) as info:
-        await deployed.execute(output, account=deployed.outsider)
-    assert "caller is not keeper" in str(info.value)
-
-
-async def test_fact_in_another_registry_does_not_count(
+async def test_a_verification_in_another_registry_does_not_count(
     deployed: Deployed,
     devnet: Devnet,
     contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
@@ -225,5 +167,130 @@ async def test_fact_in_another_registry_does_not_count(
     """The router reads only the registry governance stored (no caller-supplied one)."""
     other = await deploy_fresh(devnet, contract_artifacts, codecs)
     output = await deployed.expected_output()
-    await other.register(direct_fact(output))
-    await assert_rejected(deployed, output, "fact not registered")
+    verification = await other.register(direct_fact(output))
+    await assert_refused(deployed, output, verification, "verification not found")
+
+
+# --- refused: the output ----------------------------------------------------------------------
+
+
+async def test_a_replayed_fact_is_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    verification = await deployed.register(direct_fact(output))
+    await deployed.execute(output, verification)
+    await expect_revert(deployed.execute(output, verification), "fact already consumed")
+    assert await deployed.view(ROUTER, "get_epoch") == 1
+
+
+async def test_another_epoch_or_router_is_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    later = [output[0], 1, *output[2:]]
+    await assert_refused(
+        deployed, later, await deployed.register(direct_fact(later)), "output epoch != current"
+    )
+    foreign = [deployed.risk_engine_address, *output[1:]]
+    await assert_refused(
+        deployed, foreign, await deployed.register(direct_fact(foreign)), "output for another"
+    )
+
+
+async def test_stale_inputs_are_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    verification = await deployed.register(direct_fact(output))
+    metrics = await deployed.metrics()
+    metrics[0]["apy_bps"] += 1
+    await deployed.set_metrics(metrics)
+    await assert_refused(deployed, output, verification, "stale inputs commitment")
+
+
+async def test_constraints_other_than_governance_are_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    for index, reason in ((3, "max_single != governance"), (4, "min_div != governance")):
+        changed = list(output)
+        changed[index] -= 1
+        verification = await deployed.register(direct_fact(changed))
+        await assert_refused(deployed, changed, verification, reason)
+
+
+async def test_a_governance_change_applied_mid_job_makes_the_proof_stale(
+    deployed: Deployed,
+) -> None:
+    output = await deployed.expected_output()  # proved under max_single 5000
+    verification = await deployed.register(direct_fact(output))
+    await deployed.change("max_single_bps", [6000])
+    await assert_refused(deployed, output, verification, "max_single != governance")
+    again = await deployed.expected_output()  # proved again under the applied value
+    assert again[3] == 6000
+    await deployed.execute(again, await deployed.register(direct_fact(again)))
+    assert await deployed.view(ROUTER, "get_epoch") == 1
+
+
+async def test_allocations_breaking_the_constraints_are_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    over = output[3] + 1
+    rest = 10000 - over
+    for allocation, reason in (
+        ([over, rest // 2, rest - rest // 2], "allocation above max_single"),
+        ([3000, 3000, 3000], "allocation sum != 10000"),
+    ):
+        changed = [*output[:6], *allocation, *output[9:]]
+        verification = await deployed.register(direct_fact(changed))
+        await assert_refused(deployed, changed, verification, reason)
+    await deployed.change("min_diversification", [3])
+    output = await deployed.expected_output()
+    changed = [*output[:6], output[3], 10000 - output[3] - 500, 500, *output[9:]]
+    verification = await deployed.register(direct_fact(changed))
+    await assert_refused(deployed, changed, verification, "diversification below min")
+
+
+async def test_malformed_outputs_are_refused(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    short = [*output[:5], 2, 5000, 5000, 1, 1]  # n = 2, well formed, but RiskEngine has 3
+    await assert_refused(
+        deployed, short, await deployed.register(direct_fact(short)), "n != RiskEngine count"
+    )
+    await assert_refused(deployed, output[:-1], 0x1, "output length != 6 + 2n")
+    await assert_refused(deployed, output[:5], 0x1, "output too short")
+    await assert_refused(deployed, [*output[:5], 17], 0x1, "protocol count out of range")
+
+
+async def test_only_a_keeper_executes(deployed: Deployed) -> None:
+    output = await deployed.expected_output()
+    verification = await deployed.register(direct_fact(output))
+    await expect_revert(
+        deployed.execute(output, verification, account=deployed.outsider), "caller is not keeper"
+    )
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+async def _gate_gas(deployed: Deployed, others: int) -> int:
+    """L2 gas of the first execution when the fact has ``others`` other verifications,
+    registered before the accepted one (another layout, relaxed memory, too few bits)."""
+    output = await deployed.expected_output()
+    fact = direct_fact(output)
+    weak = [
+        deployed.register_call(
+            fact, 20 + i, config("small", memory="relaxed") if i % 2 else config("recursive")
+        )
+        for i in range(others)
+    ]
+    if weak:
+        await deployed.send(deployed.keeper, weak)
+    verification = await deployed.register(fact)
+    listed = await deployed.view("DevFactRegistry", "get_all_verifications_for_fact_hash", fact)
+    assert len(listed) == others + 1
+    return l2_gas(await deployed.execute(output, verification))
+
+
+async def test_the_gate_costs_the_same_however_many_other_verifications_exist(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    codecs: dict[str, AbiCodec],
+) -> None:
+    gas = {}
+    for others in (0, 1, 50):
+        fresh = await deploy_fresh(devnet, contract_artifacts, codecs)
+        gas[others] = await _gate_gas(fresh, others)
+    assert gas[0] == gas[1] == gas[50], gas

@@ -1,13 +1,16 @@
-"""`obsqra-keeper devnet deploy`: a real deployment, its record, and a second run that
-finds everything in place."""
+"""`obsqra-keeper devnet deploy`: a real deployment (the router's whole configuration in
+its constructor), its record, a second run that finds everything in place, and changed
+values converged through the router's timelock."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from keeper.chain.governance import GovernanceParams, VerifierConfig
 from keeper.cli import main as cli
 from keeper.core.errors import ConfigError
 from keeper.devnet import deploy as devnet_deploy
@@ -62,6 +65,11 @@ def test_cli_deploy_twice_reuses_everything(
 
     assert second["contracts"] == first["contracts"]
     assert "deployed" not in second_out.err
+    # The constructor took the whole configuration: no change is needed, first run or not.
+    router_lines = [
+        line for line in (first_stderr + second_out.err).splitlines() if "StrategyRouterV2." in line
+    ]
+    assert router_lines and all(line.split()[0] == "unchanged" for line in router_lines)
     assert " set  " not in second_out.err
     for name in devnet_deploy.CONTRACT_NAMES:
         assert f"{name} 0x" in second_out.out
@@ -72,7 +80,13 @@ def test_cli_deploy_twice_reuses_everything(
     assert first["block_number"] > 0
 
 
-async def test_changed_governance_value_is_converged(
+async def _governance(devnet: Devnet, router: int) -> GovernanceParams:
+    client = devnet_deploy_client(devnet)
+    raw = await devnet_deploy.call_view(client, router, "get_governance_params")
+    return GovernanceParams.from_values(raw)
+
+
+async def test_changed_values_are_converged_through_the_timelock(
     devnet: Devnet,
     contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
     tmp_path: Path,
@@ -82,27 +96,59 @@ async def test_changed_governance_value_is_converged(
     deployment, _ = await devnet_deploy.deploy_devnet(
         devnet.url, params, contract_artifacts, out, program_hash=1, child_program_hash=2
     )
-    changed = devnet_deploy.DeployParams(
-        metrics=params.metrics,
-        model_params=params.model_params,
+    router = deployment.address("StrategyRouterV2")
+    gov = await _governance(devnet, router)
+    assert (gov.program_hash, gov.child_program_hash, gov.governance_delay_s) == (1, 2, 0)
+    assert gov.direct_pin == VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
+
+    changed = replace(
+        params,
         router={**params.router, "drift_threshold_bps": 123},
-        oracle=params.oracle,
-        keepers=params.keepers,
-        registrar=params.registrar,
+        pins={**params.pins, "bootloaded_verifier": ()},
     )
     again, report = await devnet_deploy.deploy_devnet(
         devnet.url, changed, contract_artifacts, out, program_hash=1, child_program_hash=3
     )
     actions = dict(report)
     assert again.contracts == deployment.contracts
+    # governance_delay_s is 0: proposed and applied in one multicall.
     assert actions["StrategyRouterV2.drift_threshold_bps = 123"] == "set"
     assert actions["StrategyRouterV2.child_program_hash = 3"] == "set"
+    assert actions["StrategyRouterV2.bootloaded_verifier = unset"] == "set"
     assert actions["StrategyRouterV2.program_hash = 1"] == "unchanged"
-    gov = await devnet_deploy.call_view(
-        devnet_deploy_client(devnet), again.address("StrategyRouterV2"), "get_governance_params"
+    gov = await _governance(devnet, router)
+    assert (gov.drift_threshold_bps, gov.child_program_hash) == (123, 3)
+    assert gov.bootloaded_pin is None
+
+
+async def test_with_a_delay_a_change_is_proposed_then_applied_by_a_later_run(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "devnet.json"
+    params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
+    params = replace(params, router={**params.router, "governance_delay_s": 3600})
+    deployment, _ = await devnet_deploy.deploy_devnet(
+        devnet.url, params, contract_artifacts, out, program_hash=1, child_program_hash=2
     )
-    assert gov[1] == 123
-    assert gov[7] == 3
+    router = deployment.address("StrategyRouterV2")
+    changed = replace(params, router={**params.router, "max_single_bps": 6000})
+
+    async def converge() -> str:
+        _, report = await devnet_deploy.deploy_devnet(
+            devnet.url, changed, contract_artifacts, out, program_hash=1, child_program_hash=2
+        )
+        return dict(report)["StrategyRouterV2.max_single_bps = 6000"]
+
+    assert (await converge()).startswith("proposed (eta in 3600 s")
+    assert (await converge()).startswith("pending (eta ")  # nothing sent before the eta
+    assert (await _governance(devnet, router)).max_single_bps == 5000
+    devnet.increase_time(3600)
+    devnet.create_block()
+    assert await converge() == "set"
+    assert (await _governance(devnet, router)).max_single_bps == 6000
+    assert await converge() == "unchanged"
 
 
 def devnet_deploy_client(devnet: Devnet) -> object:
@@ -114,15 +160,23 @@ def devnet_deploy_client(devnet: Devnet) -> object:
 def test_deploy_params_report_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        "[router]\nmax_single_bps = 0\nbogus = 1\n\n"
+        "[router]\nmax_single_bps = 0\nbogus = 1\nmin_security_bits = 79\n"
+        'direct_verifier = ["small", "keccak_160_lsb", "stone6", "relaxed"]\n'
+        'bootloaded_verifier = ["recursive", "keccak_160_lsb"]\n\n'
         "[[protocols]]\nutilization_bps = 20000\nvolatility_bps = 1\nliquidity_tier = 0\n"
         "audit_score = 50\nage_days = 1\napy_bps = 1\n"
     )
     with pytest.raises(ConfigError) as info:
         devnet_deploy.load_deploy_params(bad)
     problems = "\n".join(info.value.problems)
-    assert "router.max_single_bps" in problems
+    assert "router.max_single_bps must be an integer in 1..10000" in problems
+    assert "router.min_security_bits must be an integer in 80..256" in problems
     assert "router.bogus" in problems
+    assert "router.governance_delay_s is missing" in problems
+    assert "router.direct_verifier: memory verification must be 'strict'" in problems
+    assert "router.bootloaded_verifier must be [layout, hasher, stone_version, 'strict']" in (
+        problems
+    )
     assert "protocols[0].utilization_bps" in problems
 
 

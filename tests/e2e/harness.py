@@ -120,8 +120,7 @@ async def wait_until(
 
 
 async def epoch(deployed: Deployed) -> int:
-    (value,) = await deployed.view("StrategyRouterV2", "get_epoch")
-    return int(value)
+    return int(await deployed.view("StrategyRouterV2", "get_epoch"))
 
 
 async def wait_for_epoch(deployed: Deployed, target: int, keeper: KeeperProcess) -> None:

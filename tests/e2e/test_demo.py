@@ -21,7 +21,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keeper.devnet import deploy as devnet_deploy
-from keeper.devnet.demo import PIDS_FILE, decode_executed, metrics_update, progress_line
+from keeper.devnet.demo import (
+    PIDS_FILE,
+    DemoError,
+    decode_executed,
+    metrics_update,
+    progress_line,
+    with_protocol_replaced,
+)
 from prover import model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,3 +178,17 @@ def test_allocation_executed_event_decoding() -> None:
         (3318, 3014, 3668),
         "direct",
     )
+
+
+def test_an_oracle_round_is_one_complete_snapshot() -> None:
+    """RiskEngine has no per-protocol setter: the demo sends the whole set, one replaced."""
+    inputs = [2, *range(1, 7), *range(11, 17), *range(100, 112)]  # get_inputs: n, 6n, 12
+    _, metrics = metrics_update(0)
+    snapshot = with_protocol_replaced(inputs, 1, metrics)
+    assert snapshot == [
+        2,
+        *range(1, 7),
+        *(metrics[name] for name in devnet_deploy.PROTOCOL_FIELDS),
+    ]
+    with pytest.raises(DemoError, match="RiskEngine has 2 protocols"):
+        with_protocol_replaced(inputs, 2, metrics)

@@ -1,9 +1,11 @@
 """The product, end to end: a real keeper process on a real devnet.
 
-Oracle updates → request_rebalance → the keeper detects, traces, proves (dev prover, and
-the Stone stand-in), registers the fact, executes; the on-chain allocation equals the
-reference model's; the ledger has the rows. Then the triggers, governance, crash safety
-at every state boundary, and two keepers racing for one router.
+Oracle updates → the owner's request_rebalance → the keeper detects, traces, proves (dev
+prover, and the Stone stand-in), registers the fact under the router's pin, executes with
+that verification; the on-chain allocation equals the reference model's; the ledger has
+the rows. Then the triggers, governance through the timelock (a change applied mid-job,
+a pending change the keeper waits for, a cancelled one), crash safety at every state
+boundary, and two keepers racing for one router.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from keeper.devnet import deploy as devnet_deploy
 from prover import model
-from tests.contracts.conftest import Deployed
+from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
 from tests.e2e.harness import (
     KeeperSetup,
     epoch,
@@ -24,6 +27,7 @@ from tests.e2e.harness import (
     wait_for_jobs,
     wait_until,
 )
+from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
@@ -38,16 +42,19 @@ METRICS_UPDATE = {  # protocol 1 gets riskier and its APY drops: a visible reall
 
 
 async def _set_metrics(deployed: Deployed, index: int, metrics: dict[str, int]) -> None:
-    await deployed.invoke(deployed.owner, "RiskEngine", "set_metrics", index, metrics)
+    """The oracle's complete snapshot with protocol ``index`` replaced."""
+    snapshot = await deployed.metrics()
+    snapshot[index] = metrics
+    await deployed.set_metrics(snapshot)
 
 
 async def _request(deployed: Deployed) -> None:
-    await deployed.invoke(deployed.keeper, "StrategyRouterV2", "request_rebalance")
+    """The owner's request: the one that lifts the router's schedule."""
+    await deployed.invoke(deployed.owner, "StrategyRouterV2", "request_rebalance")
 
 
 async def _allocation(deployed: Deployed) -> list[int]:
-    (alloc,) = await deployed.view("StrategyRouterV2", "get_allocation")
-    return [int(a) for a in alloc]
+    return [int(a) for a in await deployed.view("StrategyRouterV2", "get_allocation")]
 
 
 async def _model_allocation(deployed: Deployed) -> list[int]:
@@ -66,7 +73,7 @@ async def test_request_to_executed_allocation_with_ledger(
         assert await _allocation(deployed) == await _model_allocation(deployed)
 
         # Only the request may trigger the next epoch: drift is switched off by governance.
-        await deployed.invoke(deployed.owner, "StrategyRouterV2", "set_drift_threshold_bps", 9999)
+        await deployed.change("drift_threshold_bps", [9999])
         await _set_metrics(deployed, 1, METRICS_UPDATE)
         before = await _allocation(deployed)
         await _request(deployed)
@@ -91,6 +98,13 @@ async def test_request_to_executed_allocation_with_ledger(
     assert all(int(c["fee_amount"]) > 0 and c["fee_unit"] == "FRI" for c in fees)
     assert any(line.get("prover") == "dev" for line in keeper.log_lines())
     assert len(await executed_events(deployed)) == 2
+    # Each execution named the verification the dev prover registered under the pin.
+    for job in setup.query("SELECT fact_hash, verification_hash, security_bits FROM jobs"):
+        found = await deployed.view(
+            "DevFactRegistry", "get_verification", int(job["verification_hash"], 16)
+        )
+        assert found["fact_hash"] == int(job["fact_hash"], 16)
+        assert found["security_bits"] == job["security_bits"] == 96
 
 
 async def test_stone_stand_in_proves_then_executes(deployed: Deployed, keeper_dir: Path) -> None:
@@ -141,7 +155,7 @@ async def test_governance_max_single_applies_to_next_job(
     keeper = setup.start()
     try:
         await wait_for_epoch(deployed, 1, keeper)
-        await deployed.invoke(deployed.owner, "StrategyRouterV2", "set_max_single_bps", 3400)
+        await deployed.change("max_single_bps", [3400])
         await _request(deployed)
         await wait_for_epoch(deployed, 2, keeper)
         assert max(await _allocation(deployed)) <= 3400
@@ -163,7 +177,7 @@ async def test_program_hash_change_halts_without_submitting(
     keeper = setup.start()
     try:
         await wait_for_epoch(deployed, 1, keeper)
-        await deployed.invoke(deployed.owner, "StrategyRouterV2", "set_program_hash", 0x1234)
+        await deployed.change("program_hash", [0x1234])
         await _request(deployed)
 
         async def halted() -> bool:
@@ -215,9 +229,7 @@ async def test_sigkill_at_each_state_boundary_executes_once(
 
 async def test_two_keepers_racing_never_double_execute(deployed: Deployed, tmp_path: Path) -> None:
     # Account 2 becomes a second keeper (and both may register facts on the dev registry).
-    await deployed.invoke(
-        deployed.owner, "StrategyRouterV2", "set_keeper", deployed.outsider.address, True
-    )
+    await deployed.change("keeper", [1], deployed.outsider.address)
     first = KeeperSetup(deployed, tmp_path / "a", account_index=1)
     second = KeeperSetup(deployed, tmp_path / "b", account_index=2)
     a, b = first.start(), second.start()
@@ -242,3 +254,102 @@ async def test_two_keepers_racing_never_double_execute(deployed: Deployed, tmp_p
         assert "confirmed" in states
         assert set(states) <= {"confirmed", "superseded", "failed"}
         assert states.count("confirmed") + states.count("superseded") >= 1
+
+
+async def test_a_change_applied_mid_job_makes_the_keeper_run_it_again(
+    deployed: Deployed, keeper_dir: Path
+) -> None:
+    """The keeper proved epoch 0 under max_single 5000; governance applies 4000 before it
+    executes. The router refuses the stale output (nothing is sent: the fee estimate
+    says so), and the keeper runs the job again at once on the new value."""
+    setup = KeeperSetup(deployed, keeper_dir)
+    crashing = setup.start(KEEPER_TEST_CRASH_AT="proved")
+    assert crashing.process.wait(timeout=180) == -9, crashing.log_path.read_text()[-3000:]
+    (proved,) = setup.query("SELECT state, output_json FROM jobs")
+    assert proved["state"] == "proved" and int(json.loads(proved["output_json"])[3]) == 5000
+    await deployed.change("max_single_bps", [4000])
+
+    keeper = setup.start()
+    try:
+        await wait_for_epoch(deployed, 1, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+    finally:
+        assert keeper.stop() == 0
+    assert max(await _allocation(deployed)) <= 4000
+    (job,) = setup.query("SELECT id, run, output_json FROM jobs")
+    assert (job["run"], int(json.loads(job["output_json"])[3])) == (2, 4000)
+    moves = setup.query(
+        "SELECT from_state, to_state, detail FROM job_transitions WHERE job_id = ? ORDER BY id",
+        (job["id"],),
+    )
+    failed = [m for m in moves if m["to_state"] == "failed"]
+    assert len(failed) == 1 and "max_single != governance" in failed[0]["detail"]
+    (stale,) = keeper.events("job.stale")
+    assert stale["sent"] is False
+    executions = setup.query("SELECT outcome FROM costs WHERE kind = 'execution'")
+    assert [e["outcome"] for e in executions] == ["ok"]  # the stale output was never sent
+
+
+@pytest.fixture
+async def timelocked(
+    devnet: Devnet,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+    codecs: dict[str, AbiCodec],
+    program_hashes: tuple[int, int],
+) -> Deployed:
+    """A deployment accepting the real program, with a one-hour governance delay."""
+    direct, child = program_hashes
+    return await deploy_fresh(
+        devnet,
+        contract_artifacts,
+        codecs,
+        program_hash=direct,
+        child_program_hash=child,
+        governance_delay_s=3600,
+    )
+
+
+async def test_the_keeper_waits_for_a_pending_change_and_goes_on_when_it_is_settled(
+    timelocked: Deployed, keeper_dir: Path
+) -> None:
+    deployed = timelocked
+    setup = KeeperSetup(deployed, keeper_dir)
+    await deployed.propose("max_single_bps", [6000])  # eta in an hour: within the margin
+    keeper = setup.start()
+    try:
+
+        async def waiting() -> list[dict[str, object]]:
+            return keeper.events("job.waiting_for_governance")
+
+        (first,) = await wait_until("the keeper to wait for the change", waiting, keeper=keeper)
+        assert "max_single_bps -> 6000" in str(first["reason"])
+        assert setup.query("SELECT id FROM jobs") == []  # nothing proved for nothing
+
+        await deployed.cancel("max_single_bps")  # cancelled: epoch 0 goes ahead
+        await wait_for_epoch(deployed, 1, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+        (job,) = setup.query("SELECT output_json FROM jobs")
+        assert int(json.loads(job["output_json"])[3]) == 5000
+
+        await deployed.propose("max_single_bps", [6000])
+        await _request(deployed)
+
+        async def waiting_again() -> bool:
+            return len(keeper.events("job.waiting_for_governance")) == 2
+
+        await wait_until("the keeper to wait again", waiting_again, keeper=keeper)
+        deployed.devnet.increase_time(3600)
+        await deployed.apply("max_single_bps")  # applied: epoch 1 goes ahead on the new value
+        await wait_for_epoch(deployed, 2, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+    finally:
+        assert keeper.stop() == 0
+    (job,) = setup.query("SELECT output_json FROM jobs WHERE epoch = 1")
+    assert int(json.loads(job["output_json"])[3]) == 6000
+    proposals = setup.query("SELECT param, status FROM governance_proposals ORDER BY id")
+    assert [(p["param"], p["status"]) for p in proposals] == [
+        ("max_single_bps", "proposed"),
+        ("max_single_bps", "cancelled"),
+        ("max_single_bps", "proposed"),
+        ("max_single_bps", "applied"),
+    ]

@@ -125,7 +125,7 @@ async def test_sighup_with_a_broken_config_keeps_the_old_one(
         (line,) = keeper.events("config.reload_rejected")
         assert any("prover.policy" in problem for problem in line["problems"])
         # Still running on the old config: a request is executed as before.
-        await deployed.invoke(deployed.keeper, "StrategyRouterV2", "request_rebalance")
+        await deployed.invoke(deployed.owner, "StrategyRouterV2", "request_rebalance")
         await wait_for_epoch(deployed, 2, keeper)
     finally:
         assert keeper.stop() == 0

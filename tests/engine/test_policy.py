@@ -1,4 +1,5 @@
-"""keeper.engine.policy: when a rebalance is due, and which proofs the router accepts."""
+"""keeper.engine.policy: when a rebalance is due (the router's schedule, pending governance
+changes), and which proofs the router accepts; GovernanceParams and its pins."""
 
 from __future__ import annotations
 
@@ -10,53 +11,64 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.chain.governance import GovernanceParams, param_names
+from keeper.chain.governance import (
+    GOVERNANCE_GRACE_S,
+    PROPOSAL_FIELDS,
+    PROPOSAL_PARAMS,
+    GovernanceParams,
+    PendingChange,
+    VerifierConfig,
+    param_names,
+)
 from keeper.engine.policy import (
     BPS,
     Decision,
+    PendingGovernance,
     RouterSnapshot,
     accepted_provers,
     decide,
     drift_bps,
     halt_reason,
 )
+from tests.support.governance import BOOTLOADED_PIN, DIRECT_PIN, UNSET, make_governance, pin_values
 
 ROUTER_SOURCE = Path(__file__).parents[2] / "contracts" / "src" / "strategy_router_v2.cairo"
 POLICIES = ("stone_then_atlantic", "stone_only", "atlantic_only", "dev")
 OURS = 0x1234
 OUR_CHAIN = 0xABCD
+KEEPER = 0x4EE9E
+NOT_TEXT = (1, 2, 3, 4)  # non-zero felts that are no printable short strings
 
 felts = st.integers(min_value=0, max_value=2**251)
 bps = st.integers(min_value=0, max_value=BPS)
+pins = st.sampled_from([tuple(DIRECT_PIN.felts()), tuple(BOOTLOADED_PIN.felts()), UNSET, NOT_TEXT])
 
 
 def governance(**overrides: int) -> GovernanceParams:
-    base = GovernanceParams(
-        rebalance_interval_s=3600,
-        drift_threshold_bps=500,
-        max_single_bps=6000,
-        min_diversification=2,
-        min_security_bits=96,
-        fact_registry=0xFAC7,
-        program_hash=OURS,
-        child_program_hash=OUR_CHAIN,
-        risk_engine=0x5EE,
+    return make_governance(
+        **{"max_single_bps": 6000, "program_hash": OURS, "child_program_hash": OUR_CHAIN}
+        | overrides
     )
-    return replace(base, **overrides)
 
 
-governances = st.builds(
-    GovernanceParams,
-    rebalance_interval_s=st.integers(min_value=1, max_value=2**64 - 1),
-    drift_threshold_bps=bps,
-    max_single_bps=st.integers(min_value=1, max_value=BPS),
-    min_diversification=st.integers(min_value=0, max_value=16),
-    min_security_bits=st.integers(min_value=0, max_value=256),
-    fact_registry=felts,
-    program_hash=st.sampled_from([0, OURS, 0x999]),
-    child_program_hash=st.sampled_from([0, OUR_CHAIN, 0x888]),
-    risk_engine=felts,
-)
+@st.composite
+def governances(draw: st.DrawFn) -> GovernanceParams:
+    return GovernanceParams(
+        rebalance_interval_s=draw(st.integers(min_value=1, max_value=2**64 - 1)),
+        drift_threshold_bps=draw(bps),
+        max_single_bps=draw(st.integers(min_value=1, max_value=BPS)),
+        min_diversification=draw(st.integers(min_value=0, max_value=16)),
+        min_security_bits=draw(st.integers(min_value=80, max_value=256)),
+        fact_registry=draw(felts),
+        program_hash=draw(st.sampled_from([0, OURS, 0x999])),
+        child_program_hash=draw(st.sampled_from([0, OUR_CHAIN, 0x888])),
+        risk_engine=draw(felts),
+        **pin_values("direct", draw(pins)),
+        **pin_values("bootloaded", draw(pins)),
+        governance_delay_s=draw(st.integers(min_value=0, max_value=2_592_000)),
+    )
+
+
 allocations = st.lists(bps, min_size=1, max_size=16).map(tuple)
 
 
@@ -69,9 +81,24 @@ def test_field_order_is_the_contracts_get_governance_params_order() -> None:
     assert struct is not None
     names = tuple(re.findall(r"pub (\w+):", struct.group(1)))
     assert names == param_names()
+    assert len(names) == 18
 
 
-@given(gov=governances, index=st.integers(min_value=0, max_value=8), new=felts)
+def test_proposal_params_are_the_contracts() -> None:
+    """The names param_arity accepts, each with the number of values it takes."""
+    source = ROUTER_SOURCE.read_text(encoding="utf-8")
+    arity = re.search(r"pub fn param_arity\(.*?\n\}", source, re.DOTALL)
+    assert arity is not None
+    four = re.search(r"if (.*?)\{\s*4", arity.group(0), re.DOTALL)
+    assert four is not None
+    contract = set(re.findall(r"'(\w+)'", arity.group(0)))
+    assert contract == set(PROPOSAL_PARAMS)
+    assert set(re.findall(r"'(\w+)'", four.group(1))) == {
+        p for p, names in PROPOSAL_FIELDS.items() if len(names) == 4
+    }
+
+
+@given(gov=governances(), index=st.integers(min_value=0, max_value=17), new=felts)
 def test_apply_change_changes_exactly_that_param(
     gov: GovernanceParams, index: int, new: int
 ) -> None:
@@ -83,7 +110,7 @@ def test_apply_change_changes_exactly_that_param(
             assert getattr(after, other) == getattr(gov, other)
 
 
-@given(gov=governances, name=st.text(min_size=1, max_size=20))
+@given(gov=governances(), name=st.text(min_size=1, max_size=20))
 def test_apply_change_of_unknown_param_names_it(gov: GovernanceParams, name: str) -> None:
     if name in param_names():
         return
@@ -92,16 +119,50 @@ def test_apply_change_of_unknown_param_names_it(gov: GovernanceParams, name: str
 
 
 def test_from_values_is_contract_order_and_checks_length() -> None:
-    values = (3600, 500, 6000, 2, 96, 0xFAC7, OURS, OUR_CHAIN, 0x5EE)
-    assert GovernanceParams.from_values(values) == governance()
-    with pytest.raises(ValueError, match="returned 8 values, expected 9"):
-        GovernanceParams.from_values(values[:8])
+    gov = governance()
+    values = tuple(gov.as_dict().values())
+    assert values[:9] == (3600, 500, 6000, 2, 96, 0xFAC7, OURS, OUR_CHAIN, 0x5EE)
+    assert GovernanceParams.from_values(values) == gov
+    with pytest.raises(ValueError, match="returned 9 values, expected 18"):
+        GovernanceParams.from_values(values[:9])
 
 
 @pytest.mark.parametrize("bad", [-1, True, "5"])
 def test_governance_values_must_be_non_negative_ints(bad: object) -> None:
     with pytest.raises(ValueError, match="drift_threshold_bps"):
         governance().apply_change("drift_threshold_bps", bad)  # type: ignore[arg-type]
+
+
+def test_pins_read_as_text_and_unset_or_garbage_reads_as_none() -> None:
+    gov = governance()
+    assert gov.direct_pin == DIRECT_PIN
+    assert gov.bootloaded_pin == BOOTLOADED_PIN
+    assert gov.pin_felts("direct") == tuple(DIRECT_PIN.felts())
+    assert replace(gov, **pin_values("direct", UNSET)).direct_pin is None
+    assert replace(gov, **pin_values("bootloaded", NOT_TEXT)).bootloaded_pin is None
+    # A pin field applies like any other: it is a felt in the GovernanceParamsUpdated event.
+    changed = gov.apply_change("direct_layout", VerifierConfig("x", "y", "z", "w").felts()[0])
+    assert changed.direct_pin == VerifierConfig("x", "keccak_160_lsb", "stone6", "strict")
+
+
+@given(gov=governances(), param=st.sampled_from(sorted(PROPOSAL_FIELDS)), data=st.data())
+def test_a_proposal_sets_exactly_its_fields(
+    gov: GovernanceParams, param: str, data: st.DataObject
+) -> None:
+    names = PROPOSAL_FIELDS[param]
+    values = tuple(data.draw(st.lists(felts, min_size=len(names), max_size=len(names))))
+    after = gov.with_proposal(param, values)
+    assert after.proposal_values(param) == values
+    assert {n: v for n, v in after.as_dict().items() if n not in names} == {
+        n: v for n, v in gov.as_dict().items() if n not in names
+    }
+    with pytest.raises(ValueError, match="does not change GovernanceParams"):
+        gov.with_proposal(param, (*values, 1))
+
+
+def test_keeper_is_a_proposal_but_no_governance_value() -> None:
+    with pytest.raises(ValueError, match="'keeper'"):
+        governance().proposal_values("keeper")
 
 
 # --- drift ---------------------------------------------------------------------------
@@ -135,7 +196,7 @@ def test_drift_without_a_current_allocation_is_maximal(target: tuple[int, ...]) 
     assert drift_bps((), target) == BPS
 
 
-# --- decide --------------------------------------------------------------------------
+# --- decide: the router's schedule ------------------------------------------------------
 
 
 def _expected(
@@ -145,26 +206,26 @@ def _expected(
     model: tuple[int, ...] | None,
     open_epochs: frozenset[int],
 ) -> tuple[bool, str | None]:
-    """The rule of the issue, written independently."""
+    """The router's check 12 (contracts/README.md), written independently."""
     if snap.epoch in open_epochs:
         return False, None
     if requested:
         return True, "request"
     never = snap.last_execution_ts == 0
-    if never or now - snap.last_execution_ts >= snap.governance.rebalance_interval_s:
+    if never or now >= snap.last_execution_ts + snap.governance.rebalance_interval_s:
         return True, "interval"
     if model is None:
         return False, None
     if len(model) != len(snap.allocation) or not snap.allocation:
         return True, "drift"
     moves = [abs(a - b) for a, b in zip(model, snap.allocation, strict=True)]
-    if max(moves) > snap.governance.drift_threshold_bps or max(moves) == BPS:
+    if max(moves) >= snap.governance.drift_threshold_bps:
         return True, "drift"
     return False, None
 
 
 @given(
-    gov=governances,
+    gov=governances(),
     epoch=st.integers(min_value=0, max_value=2**64 - 1),
     current=st.one_of(st.just(()), allocations),
     model=st.one_of(st.none(), allocations),
@@ -174,7 +235,7 @@ def _expected(
     others=st.frozensets(st.integers(min_value=0, max_value=50), max_size=5),
     open_this=st.booleans(),
 )
-def test_decide_follows_the_rule(
+def test_decide_follows_the_routers_schedule(
     gov: GovernanceParams,
     epoch: int,
     current: tuple[int, ...],
@@ -192,6 +253,7 @@ def test_decide_follows_the_rule(
     )
     assert (decision.due, decision.trigger) == _expected(snap, now, requested, model, open_epochs)
     assert decision.reason
+    assert decision.waiting_for is None
     if open_this:
         assert not decision.due
         assert f"epoch {epoch} is already open" in decision.reason
@@ -208,9 +270,12 @@ def _snap(**kw: object) -> RouterSnapshot:
     return RouterSnapshot(**values)  # type: ignore[arg-type]
 
 
+NOW = 1_000_100
+
+
 def _decide(snap: RouterSnapshot, **kw: object) -> Decision:
     args: dict[str, object] = {
-        "now": 1_000_100,
+        "now": NOW,
         "requested": False,
         "model_allocation": (5000, 5000),
         "open_job_epochs": frozenset(),
@@ -222,6 +287,7 @@ def _decide(snap: RouterSnapshot, **kw: object) -> Decision:
 def test_request_beats_interval_and_drift() -> None:
     d = _decide(_snap(), now=10**9, requested=True, model_allocation=(0, 10000))
     assert (d.due, d.trigger) == (True, "request")
+    assert "owner requested" in d.reason
 
 
 def test_interval_beats_drift() -> None:
@@ -241,12 +307,17 @@ def test_never_executed_router_is_due_by_interval() -> None:
     assert "never executed" in d.reason
 
 
-def test_drift_threshold_is_exclusive() -> None:
+def test_drift_threshold_is_inclusive_as_on_the_router() -> None:
+    below = _decide(_snap(), model_allocation=(5499, 4501))
+    assert not below.due
+    assert "drift 499 bps below the threshold 500 bps" in below.reason
     at_threshold = _decide(_snap(), model_allocation=(5500, 4500))
-    assert not at_threshold.due
-    assert "drift 500 bps within the threshold 500 bps" in at_threshold.reason
-    above = _decide(_snap(), model_allocation=(5501, 4499))
-    assert (above.due, above.trigger) == (True, "drift")
+    assert (at_threshold.due, at_threshold.trigger) == (True, "drift")
+
+
+def test_zero_threshold_counts_every_allocation_as_drift() -> None:
+    d = _decide(_snap(governance=governance(drift_threshold_bps=0)))
+    assert (d.due, d.trigger) == (True, "drift")
 
 
 def test_infeasible_model_is_not_due_by_drift_and_says_so() -> None:
@@ -266,17 +337,186 @@ def test_open_job_for_another_epoch_does_not_block() -> None:
     assert d.due
 
 
+# --- decide: pending governance changes --------------------------------------------------
+
+MARGIN = 3600
+
+
+def _pending(
+    *changes: PendingChange, paths: tuple[str, ...] = ("direct", "bootloaded")
+) -> PendingGovernance:
+    return PendingGovernance(changes, MARGIN, KEEPER, frozenset(paths))  # type: ignore[arg-type]
+
+
+def change(param: str, *values: int, eta: int = NOW + 60, subject: int = 0) -> PendingChange:
+    return PendingChange(param, subject, values, eta)
+
+
+# One change of each param that makes the router refuse a rebalance due by request.
+BINDING = [
+    change("max_single_bps", 7000),
+    change("min_diversification", 3),
+    change("min_security_bits", 128),
+    change("fact_registry", 0xBEEF),
+    change("risk_engine", 0xBEEF),
+    change("program_hash", 0x777),
+    change("child_program_hash", 0x777),
+    change("direct_verifier", *VerifierConfig("recursive", "a", "b", "strict").felts()),
+    change("bootloaded_verifier", *UNSET),
+    change("keeper", 0, subject=KEEPER),
+]
+NOT_BINDING = [
+    change("governance_delay_s", 172_800),
+    change("max_single_bps", 6000),  # the value in force
+    change("direct_verifier", *DIRECT_PIN.felts()),
+    change("min_security_bits", 80),  # lowered: the proof still has enough bits
+    change("keeper", 0, subject=0xA11CE),  # another keeper
+    change("keeper", 1, subject=KEEPER),
+    change("rebalance_interval_s", 60),  # a request lifts the schedule anyway
+    change("drift_threshold_bps", 10000),
+]
+
+
+@pytest.mark.parametrize("pending", BINDING, ids=lambda c: c.param)
+def test_a_binding_change_near_its_eta_holds_the_rebalance(pending: PendingChange) -> None:
+    d = _decide(_snap(), requested=True, pending=_pending(pending))
+    assert (d.due, d.trigger, d.waiting_for) == (False, None, pending)
+    assert d.reason.startswith(f"not due: waiting for governance change {pending.param}")
+    assert f"at eta {pending.eta} (in 60 s)" in d.reason
+    assert "owner requested" in d.reason  # what happens once it is applied or cancelled
+
+
+@pytest.mark.parametrize("pending", NOT_BINDING, ids=lambda c: f"{c.param}-{c.values}")
+def test_a_change_that_cannot_refuse_the_rebalance_does_not_hold_it(
+    pending: PendingChange,
+) -> None:
+    d = _decide(_snap(), requested=True, pending=_pending(pending))
+    assert (d.due, d.trigger, d.waiting_for) == (True, "request", None)
+
+
+def test_margin_and_expiry_bound_the_wait() -> None:
+    snap = _snap()
+    at_margin = change("max_single_bps", 7000, eta=NOW + MARGIN)
+    beyond = change("max_single_bps", 7000, eta=NOW + MARGIN + 1)
+    matured = change("max_single_bps", 7000, eta=NOW - GOVERNANCE_GRACE_S)
+    expired = change("max_single_bps", 7000, eta=NOW - GOVERNANCE_GRACE_S - 1)
+    assert not _decide(snap, requested=True, pending=_pending(at_margin)).due
+    assert _decide(snap, requested=True, pending=_pending(beyond)).due
+    held = _decide(snap, requested=True, pending=_pending(matured))
+    assert not held.due
+    assert f"matured {GOVERNANCE_GRACE_S} s ago and not applied yet" in held.reason
+    assert _decide(snap, requested=True, pending=_pending(expired)).due
+
+
+def test_a_path_the_keeper_does_not_prove_on_does_not_bind() -> None:
+    boot = change("child_program_hash", 0x777)
+    pin = change("bootloaded_verifier", *UNSET)
+    assert _decide(_snap(), requested=True, pending=_pending(boot, pin, paths=("direct",))).due
+    direct = change("program_hash", 0x777)
+    assert not _decide(_snap(), requested=True, pending=_pending(direct, paths=("direct",))).due
+    assert _decide(_snap(), requested=True, pending=_pending(direct, paths=("bootloaded",))).due
+
+
+def test_schedule_changes_bind_only_when_the_rebalance_would_not_be_due_after_them() -> None:
+    by_interval = {"now": 1_003_600}  # exactly the interval since the last execution
+    longer = change("rebalance_interval_s", 7200, eta=1_003_600)
+    assert not _decide(_snap(), pending=_pending(longer), **by_interval).due
+    shorter = change("rebalance_interval_s", 60, eta=1_003_600)
+    assert _decide(_snap(), pending=_pending(shorter), **by_interval).due
+    by_drift = {"model_allocation": (5600, 4400)}  # drift 600 >= 500
+    stricter = change("drift_threshold_bps", 700)
+    assert not _decide(_snap(), pending=_pending(stricter), **by_drift).due
+    still = change("drift_threshold_bps", 600)
+    assert _decide(_snap(), pending=_pending(still), **by_drift).due
+
+
+def test_the_earliest_binding_change_is_named() -> None:
+    later = change("min_diversification", 3, eta=NOW + 600)
+    sooner = change("max_single_bps", 7000, eta=NOW + 300)
+    d = _decide(_snap(), requested=True, pending=_pending(later, sooner))
+    assert d.waiting_for == sooner
+
+
+def test_a_pending_change_never_makes_a_rebalance_due() -> None:
+    d = _decide(_snap(), pending=_pending(*BINDING, *NOT_BINDING))
+    assert (d.due, d.waiting_for) == (False, None)
+    assert "below the threshold" in d.reason
+
+
+def _binds_reference(c: PendingChange, gov: GovernanceParams, requested: bool) -> bool:
+    """The module doc's binding rule, for a rebalance due by the owner's request or by a
+    drift of 5000 bps (the interval has not passed)."""
+    if c.param == "keeper":
+        return c.subject == KEEPER and c.values == (0,)
+    if c.param in ("governance_delay_s", "rebalance_interval_s"):
+        return False
+    if tuple(getattr(gov, f) for f in PROPOSAL_FIELDS[c.param]) == c.values:
+        return False  # the value in force
+    if c.param == "min_security_bits":
+        return c.values[0] > gov.min_security_bits
+    if c.param == "drift_threshold_bps":
+        return not requested and c.values[0] > 5000
+    return True
+
+
+changes = st.one_of(
+    st.builds(
+        PendingChange,
+        st.sampled_from(sorted(p for p, f in PROPOSAL_FIELDS.items() if len(f) == 1)),
+        st.just(0),
+        st.tuples(st.integers(min_value=0, max_value=200_000)),
+        st.integers(min_value=NOW - 2 * GOVERNANCE_GRACE_S, max_value=NOW + 2 * MARGIN),
+    ),
+    st.builds(
+        PendingChange,
+        st.sampled_from(["direct_verifier", "bootloaded_verifier"]),
+        st.just(0),
+        pins,
+        st.integers(min_value=NOW - 2 * GOVERNANCE_GRACE_S, max_value=NOW + 2 * MARGIN),
+    ),
+    st.builds(
+        PendingChange,
+        st.just("keeper"),
+        st.sampled_from([KEEPER, 0xA11CE]),
+        st.sampled_from([(0,), (1,)]),
+        st.integers(min_value=NOW - 2 * GOVERNANCE_GRACE_S, max_value=NOW + 2 * MARGIN),
+    ),
+)
+
+
+@given(pending=st.lists(changes, max_size=4), requested=st.booleans())
+def test_decide_waits_exactly_for_a_binding_change_in_its_window(
+    pending: list[PendingChange], requested: bool
+) -> None:
+    """Requested, or due by a maximal drift (a schedule change cannot undo either)."""
+    snap = _snap()
+    model = (10000, 0)  # drift 5000; a threshold up to 10000 may make it not due
+    free = _decide(snap, requested=requested, model_allocation=model)
+    assert free.due
+    d = _decide(snap, requested=requested, model_allocation=model, pending=_pending(*pending))
+    # Applicable before a job started now executes, and not expired.
+    in_window = [c for c in pending if c.eta <= NOW + MARGIN and c.eta + GOVERNANCE_GRACE_S >= NOW]
+    binding = [c for c in in_window if _binds_reference(c, snap.governance, requested)]
+    if binding:
+        assert not d.due
+        assert d.waiting_for in binding
+        assert d.waiting_for == min(binding, key=lambda c: (c.eta, c.param, c.subject))
+    else:
+        assert (d.due, d.trigger, d.waiting_for) == (True, free.trigger, None)
+
+
 # --- accepted provers and halting ----------------------------------------------------
 
 
-@given(
-    gov=governances,
-    policy=st.sampled_from(POLICIES),
-)
-def test_accepted_provers_follow_the_routers_hashes(gov: GovernanceParams, policy: str) -> None:
+@given(gov=governances(), policy=st.sampled_from(POLICIES))
+def test_accepted_provers_follow_the_routers_hashes_and_pins(
+    gov: GovernanceParams, policy: str
+) -> None:
     gate = accepted_provers(gov, program_hash=OURS, child_program_hash=OUR_CHAIN, policy=policy)
-    assert gate.direct == (gov.program_hash == OURS)
-    assert gate.bootloaded == (gov.child_program_hash == OUR_CHAIN)
+    assert gate.direct == (gov.program_hash == OURS and gov.direct_pin is not None)
+    assert gate.bootloaded == (
+        gov.child_program_hash == OUR_CHAIN and gov.bootloaded_pin is not None
+    )
     expected = {
         "stone_then_atlantic": [p for p, ok in (("stone", gate.direct),
                                                 ("atlantic", gate.bootloaded)) if ok],
@@ -285,6 +525,7 @@ def test_accepted_provers_follow_the_routers_hashes(gov: GovernanceParams, polic
         "dev": ["dev"] if gate.direct else [],
     }[policy]
     assert list(gate.provers) == expected
+    assert gate.paths == {"bootloaded" if p == "atlantic" else "direct" for p in expected}
     reason = halt_reason(gov, program_hash=OURS, child_program_hash=OUR_CHAIN, policy=policy)
     assert (reason is None) == bool(gate.provers)
     if reason is not None:
@@ -310,6 +551,21 @@ def test_program_hash_change_halts_a_stone_keeper_and_names_both_hashes() -> Non
     assert reason.startswith(f"router accepts program hash 0x777 but this keeper runs {hex(OURS)}")
     assert "stopping: no proof" in reason
     assert "set prover.policy to atlantic_only" in reason  # the chain hash still matches
+
+
+def test_an_unset_pin_halts_and_says_which_proposal_opens_the_path() -> None:
+    gov = replace(governance(), **pin_values("direct", UNSET))
+    gate = accepted_provers(gov, program_hash=OURS, child_program_hash=OUR_CHAIN, policy="dev")
+    assert gate.provers == ()
+    reason = halt_reason(gov, program_hash=OURS, child_program_hash=OUR_CHAIN, policy="dev")
+    assert reason is not None
+    assert "pins no verifier configuration for direct proofs" in reason
+    assert "propose direct_verifier" in reason
+    garbage = replace(governance(), **pin_values("bootloaded", NOT_TEXT))
+    reason = halt_reason(garbage, program_hash=OURS, child_program_hash=OUR_CHAIN,
+                         policy="atlantic_only")
+    assert reason is not None
+    assert "bootloaded_verifier pin (0x1, 0x2, 0x3, 0x4) is not four short strings" in reason
 
 
 def test_stone_then_atlantic_narrows_to_the_accepted_prover() -> None:

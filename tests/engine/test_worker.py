@@ -10,31 +10,45 @@ from typing import Any
 
 import pytest
 
-from keeper.chain import RouterState, Verification, VerifierConfig
-from keeper.chain.governance import GovernanceParams
+from keeper.chain import RouterState, Verification, VerificationListElement, VerifierConfig
+from keeper.engine.acceptance import verification_hash_of
 from keeper.engine.retries import RetryRules
 from keeper.engine.worker import JobWorker, ProgramIdentity
 from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobState, JobStore
 from keeper.store.ledger import Ledger
+from prover import facts
+from tests.support.governance import BOOTLOADED_PIN, DIRECT_PIN, make_governance
 
-ROUTER, FACT, REGISTRY = 0xABC, 0xFAC7, 0x4E6
-GOVERNANCE = GovernanceParams(3600, 500, 5000, 2, 96, REGISTRY, 0x1, 0x2, 0x3)
-CONFIG = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
+ROUTER, REGISTRY = 0xABC, 0x4E6
+FACT = facts.bootloaded_fact(0x2, [1])  # the job's output is [1]
+GOVERNANCE = make_governance(fact_registry=REGISTRY, program_hash=0x1, child_program_hash=0x2)
+
+
+def listed(bits: int, config: VerifierConfig = BOOTLOADED_PIN) -> VerificationListElement:
+    """A verification of FACT as the registry lists it (its hash is Integrity's)."""
+    return VerificationListElement(verification_hash_of(FACT, config, bits), bits, config)
 
 
 class FakeChain:
-    """The two reads the fact step makes; the registry's content is set by the test."""
+    """The reads the fact step makes; the registry's content is set by the test."""
 
     def __init__(self) -> None:
-        self.verifications: list[Verification] = []
+        self.verifications: list[VerificationListElement] = []
 
     async def router_state(self) -> RouterState:
         return RouterState(1, (), GOVERNANCE, 0, 10)
 
-    async def fact_verifications(self, registry: int, fact: int) -> list[Verification]:
+    async def fact_verifications(self, registry: int, fact: int) -> list[VerificationListElement]:
         assert (registry, fact) == (REGISTRY, FACT)
         return list(self.verifications)
+
+    async def get_verification(self, registry: int, verification_hash: int) -> Verification | None:
+        assert registry == REGISTRY
+        for v in self.verifications:
+            if v.verification_hash == verification_hash:
+                return Verification(FACT, v.security_bits, v.verifier_config)
+        return None
 
 
 class Clock:
@@ -82,14 +96,20 @@ async def test_atlantic_job_waits_for_its_fact_without_spending_attempts(jobs: J
         clock.now = datetime.fromisoformat(job.updated_at) + timedelta(minutes=minutes)
         after = await worker.step(jobs.require(job.id))
         assert (after.state, after.attempts) == (JobState.PROVED, 0)
-    chain.verifications = [Verification(0x1, 96, CONFIG)]
+    # Verifications the router would refuse do not end the wait: another layout, too few bits.
+    chain.verifications = [listed(128, DIRECT_PIN), listed(80)]
+    after = await worker.step(jobs.require(job.id))
+    assert (after.state, after.attempts) == (JobState.PROVED, 0)
+    chain.verifications.append(listed(96))
     after = await worker.step(jobs.require(job.id))
     assert after.state == JobState.FACT_REGISTERED
+    assert after.verification_hash == hex(listed(96).verification_hash)
+    assert after.security_bits == 96
 
 
 async def test_atlantic_fact_that_never_appears_fails_after_the_deadline(jobs: JobStore) -> None:
     clock, chain = Clock(), FakeChain()
-    chain.verifications = [Verification(0x1, 80, CONFIG)]  # too weak: does not count
+    chain.verifications = [listed(80)]  # too weak: does not count
     job = _proved_atlantic_job(jobs)
     clock.now = datetime.fromisoformat(job.updated_at) + timedelta(seconds=601)
     after = await _worker(jobs, chain, clock).step(job)

@@ -115,6 +115,7 @@ def test_report_body() -> None:
         "last_event_at": "2023-11-14T22:03:20+00:00",
         "last_successful_job_at": "2023-11-14T21:43:20+00:00",
         "provers": {"atlantic": {"available": True}, "stone": {"available": True}},
+        "jobs": [],
         "uptime_s": 3600.0,
     }
 
@@ -291,3 +292,18 @@ async def test_port_in_use_is_a_config_error() -> None:
 async def test_port_requires_a_started_server() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = server(healthy_state()).port
+
+
+def test_outages_failed_epochs_and_atlantic_credit_degrade_with_their_reasons() -> None:
+    state = healthy_state()
+    state.node_unreachable_since = NOW - 42
+    state.job_problems = ["epoch 7 is parked after run 3 (reverted: x); ... jobs retry 7"]
+    state.atlantic_out_of_credit = "Atlantic is out of credit since 2030-01-01: top up"
+    status, reasons = assess(state, THRESHOLDS, NOW)
+    assert status == "degraded"
+    assert reasons == [
+        "the node has not answered for 42 s",
+        "epoch 7 is parked after run 3 (reverted: x); ... jobs retry 7",
+        "Atlantic is out of credit since 2030-01-01: top up",
+    ]
+    assert health_report(state, THRESHOLDS, NOW)["jobs"] == state.job_problems

@@ -104,7 +104,7 @@ def test_quarantined_events_are_counted(tmp_path: Path) -> None:
     malformed = [event(2, [rebalance, 1], []), event(3, [0x1234], [])]  # short; unknown
     with open_store(tmp_path / "keeper.sqlite3") as store:
         log = open_event_log(store, config, on_quarantine=metrics.event_quarantined)
-        log.ingest([Block(5, 0xB5, (event(1, [rebalance, 7], [0xAB]), *malformed))], Cursor(5))
+        log.ingest([Block(5, 0xB5, (event(1, [rebalance, 7], [0xAB, 1]), *malformed))], Cursor(5))
         log.ingest([Block(5, 0xB5, tuple(malformed))], Cursor(5))  # a replay: not again
     assert value(metrics, "keeper_events_quarantined_total") == 2
 

@@ -1,4 +1,5 @@
-"""keeper.store.governance and ``obsqra-keeper governance``: the governance history in the store."""
+"""keeper.store.governance and ``obsqra-keeper governance``: the governance history in the
+store (parameter values and the router's timelocked proposals)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.chain.governance import GovernanceParams
+from keeper.chain.codec import encode_short_string
 from keeper.cli.main import main
 from keeper.store.db import Store, open_store
-from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
+from keeper.store.governance import (
+    GovernanceTracker,
+    format_proposal_values,
+    format_value,
+    model_params_changes,
+    model_params_values,
+)
 from prover.model import ModelParams
+from tests.support.governance import DIRECT_PIN, make_governance
 
 BIG = 2**251 + 17 * 2**192  # the largest felt: hashes must survive the TEXT round trip
-ROUTER_PARAMS = GovernanceParams(3600, 500, 6000, 2, 96, 0xFAC7, BIG, 0xC4A1, 0x5EE).as_dict()
+ROUTER_PARAMS = make_governance(
+    max_single_bps=6000, program_hash=BIG, child_program_hash=0xC4A1
+).as_dict()
+N_PARAMS = 18
+HOUR = 3600
 
 
 class Clock:
@@ -39,7 +51,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_first_start_records_every_param(store: Store) -> None:
     tracker = GovernanceTracker(store)
-    assert tracker.record_initial("router", ROUTER_PARAMS, block_number=10) == 9
+    assert tracker.record_initial("router", ROUTER_PARAMS, block_number=10) == N_PARAMS
     rows = tracker.changes()
     assert [r["param"] for r in rows] == list(ROUTER_PARAMS)
     assert all(r["old"] is None and r["tx_hash"] is None and r["block_number"] == 10 for r in rows)
@@ -210,14 +222,24 @@ def test_command_lists_rows_with_hex_hashes(
     config = str(_config(tmp_path, store_path))
     assert main(["governance", "--config", config]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["block", "tx", "contract", "param", "old", "new"]
-    assert len(lines) == 1 + 9 + 2
+    assert lines[0] == "parameter history:"  # no proposals recorded: no proposal sections
+    assert lines[1].split() == ["block", "tx", "contract", "param", "old", "new"]
+    assert len(lines) == 2 + N_PARAMS + 2
     assert lines[-2].split() == ["12", "0xabc", "router", "program_hash", hex(BIG), "0x777"]
     assert lines[-1].split() == ["12", "0xabc", "router", "max_single_bps", "6000", "5000"]
-    assert "(read at start)" in lines[1]
+    assert "(read at start)" in lines[2]
+    pins = {line.split()[-2]: line.split()[-1] for line in lines if "direct_" in line}
+    assert pins == {
+        "direct_layout": "small",
+        "direct_hasher": "keccak_160_lsb",
+        "direct_stone_version": "stone6",
+        "direct_memory_verification": "strict",
+    }
 
     assert main(["governance", "--config", config, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["pending"], shown["proposals"]) == ([], [])
+    rows = shown["history"]
     assert rows[-2] | {"at": None} == {
         "block": 12, "tx": "0xabc", "contract": "router", "param": "program_hash",
         "old": hex(BIG), "new": "0x777", "event_id": 41, "at": None,
@@ -246,3 +268,136 @@ def test_command_since_a_future_day_lists_nothing(
     config = str(_config(tmp_path, store_path))
     assert main(["governance", "--config", config, "--since", "2999-01-01"]) == 0
     assert capsys.readouterr().out == "no governance changes recorded since 2999-01-01\n"
+
+
+# --- the router's proposals ------------------------------------------------------------------
+
+
+def _propose(tracker: GovernanceTracker, store: Store, *rows: tuple[object, ...]) -> None:
+    with store.transaction() as db:
+        for status, param, subject, values, eta, block, event_id in rows:
+            tracker.apply_proposal_event(
+                db, status, param, subject, values, eta, block, 0xE0 + event_id, event_id
+            )
+
+
+def test_pending_is_the_latest_state_of_each_change(store: Store) -> None:
+    tracker = GovernanceTracker(store)
+    pin = tuple(DIRECT_PIN.felts())
+    _propose(
+        tracker,
+        store,
+        ("proposed", "max_single_bps", 0, (6000,), 5 * HOUR, 10, 1),
+        ("proposed", "direct_verifier", 0, pin, 2 * HOUR, 10, 2),
+        ("proposed", "keeper", 0xA11CE, (0,), 3 * HOUR, 11, 3),
+        ("applied", "keeper", 0xA11CE, (0,), 3 * HOUR, 12, 4),
+        ("proposed", "min_diversification", 0, (3,), 4 * HOUR, 12, 5),
+        ("cancelled", "min_diversification", 0, (3,), 4 * HOUR, 13, 6),
+        ("proposed", "min_diversification", 0, (4,), 6 * HOUR, 14, 7),  # proposed again
+    )
+    pending = tracker.pending_proposals()
+    assert [(p["param"], p["values"], p["eta"]) for p in pending] == [
+        ("direct_verifier", list(pin), 2 * HOUR),
+        ("max_single_bps", [6000], 5 * HOUR),
+        ("min_diversification", [4], 6 * HOUR),
+    ]
+    assert [p["status"] for p in tracker.proposals()] == [
+        "proposed", "proposed", "proposed", "applied", "proposed", "cancelled", "proposed"
+    ]
+    applied = tracker.proposals()[3]
+    assert (applied["subject"], applied["tx_hash"], applied["block_number"]) == (0xA11CE, 0xE4, 12)
+
+
+def test_proposal_events_are_recorded_once_and_rolled_back_with_their_block(store: Store) -> None:
+    tracker = GovernanceTracker(store)
+    row = ("proposed", "max_single_bps", 0, (6000,), HOUR, 10, 1)
+    _propose(tracker, store, row)
+    _propose(tracker, store, row)  # a replay after restart
+    with store.transaction() as db:
+        assert not tracker.apply_proposal_event(db, "proposed", "max_single_bps", 0, (6000,),
+                                                HOUR, 10, 0xE1, 1)
+    _propose(tracker, store, ("applied", "max_single_bps", 0, (6000,), HOUR, 12, 2))
+    assert tracker.pending_proposals() == []
+    with store.transaction() as db:
+        tracker.on_stream_rollback(db, 11)  # the apply is undone: pending again
+    assert [p["event_id"] for p in tracker.pending_proposals()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("status", "param", "value", "message"),
+    [
+        ("done", "max_single_bps", 1, "unknown proposal status 'done'"),
+        ("proposed", "", 1, "param is empty"),
+        ("proposed", "max_single_bps", -1, "must be a non-negative integer"),
+    ],
+)
+def test_bad_proposal_events_are_refused(
+    store: Store, status: str, param: str, value: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message), store.transaction() as db:
+        GovernanceTracker(store).apply_proposal_event(db, status, param, 0, (value,), 1, 1, 1, 1)
+    assert GovernanceTracker(store).proposals() == []
+
+
+def test_values_are_shown_as_the_contract_means_them() -> None:
+    assert format_value("direct_layout", encode_short_string("small")) == "small"
+    assert format_value("bootloaded_hasher", 0) == "0"  # unset
+    assert format_value("direct_hasher", 0x0A) == "0xa"  # no text: hex
+    assert format_value("fact_registry", 0xFAC7) == "0xfac7"
+    assert format_value("max_single_bps", 6000) == "6000"
+    pin = DIRECT_PIN.felts()
+    assert format_proposal_values("direct_verifier", pin) == (
+        "(small, keccak_160_lsb, stone6, strict)"
+    )
+    assert format_proposal_values("bootloaded_verifier", [0, 0, 0, 0]) == "(0, 0, 0, 0)"
+    assert format_proposal_values("keeper", [0]) == "disable"
+    assert format_proposal_values("program_hash", [0x777]) == "0x777"
+
+
+def test_command_shows_pending_changes_with_their_eta_then_closed_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_path = tmp_path / "keeper.sqlite3"
+    eta = int(datetime(2025, 3, 2, 12, 0, tzinfo=UTC).timestamp())
+    with open_store(store_path) as store:
+        tracker = GovernanceTracker(store)
+        tracker.record_initial("router", ROUTER_PARAMS, block_number=10)
+        _propose(
+            tracker,
+            store,
+            ("proposed", "max_single_bps", 0, (7000,), eta, 11, 1),
+            ("proposed", "keeper", 0xA11CE, (0,), eta, 11, 2),
+            ("proposed", "drift_threshold_bps", 0, (100,), eta, 11, 3),
+            ("cancelled", "drift_threshold_bps", 0, (100,), eta, 12, 4),
+        )
+    config = str(_config(tmp_path, store_path))
+    assert main(["governance", "--config", config]) == 0
+    out = capsys.readouterr().out
+    pending, closed, history = out.split("\n\n")
+    lines = pending.splitlines()
+    assert lines[0].startswith("pending changes")
+    assert lines[1].split() == ["param", "subject", "values", "eta", "expires", "proposed", "in"]
+    assert lines[2].split() == [
+        "keeper", "0xa11ce", "disable", "2025-03-02T12:00:00Z", "2025-03-16T12:00:00Z", "0xe2"
+    ]
+    assert lines[3].split() == [
+        "max_single_bps", "7000", "2025-03-02T12:00:00Z", "2025-03-16T12:00:00Z", "0xe1"
+    ]
+    assert len(lines) == 4
+    closed_lines = closed.splitlines()
+    assert closed_lines[0] == "applied and cancelled changes:"
+    assert closed_lines[2].split() == [
+        "12", "0xe4", "cancelled", "drift_threshold_bps", "100", "2025-03-02T12:00:00Z"
+    ]
+    assert history.startswith("parameter history:")
+
+    assert main(["governance", "--config", config, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [p["param"] for p in shown["pending"]] == ["keeper", "max_single_bps"]
+    assert shown["pending"][1] | {"at": None} == {
+        "param": "max_single_bps", "subject": None, "values": "7000", "raw_values": ["0x1b58"],
+        "eta": eta, "eta_utc": "2025-03-02T12:00:00Z", "expires_utc": "2025-03-16T12:00:00Z",
+        "status": "proposed", "block": 11, "tx": "0xe1", "event_id": 1, "at": None,
+    }
+    assert len(shown["proposals"]) == 4
+    assert len(shown["history"]) == N_PARAMS

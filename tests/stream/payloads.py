@@ -11,12 +11,16 @@ from keeper.stream.events import (
     ContractKind,
     Event,
     EventMeta,
+    GovernanceChangeApplied,
+    GovernanceChangeCancelled,
+    GovernanceChangeProposed,
     GovernanceParamsUpdated,
     KeeperUpdated,
     MetricsUpdated,
     ModelParamsUpdated,
     OracleUpdated,
     OwnershipTransferred,
+    OwnershipTransferStarted,
     RebalanceRequested,
 )
 
@@ -35,7 +39,7 @@ def encode(event: Event) -> tuple[list[int], list[int]]:
     sel = SELECTORS[type(event).__name__]
     match event:
         case RebalanceRequested():
-            return [sel, event.epoch], [event.requester]
+            return [sel, event.epoch], [event.requester, int(event.by_owner)]
         case AllocationExecuted():
             return [sel, event.epoch], [
                 event.fact_hash,
@@ -45,9 +49,12 @@ def encode(event: Event) -> tuple[list[int], list[int]]:
             ]
         case GovernanceParamsUpdated():
             return [sel, short_string(event.param)], [event.old_value, event.new_value]
+        case GovernanceChangeProposed() | GovernanceChangeCancelled() | GovernanceChangeApplied():
+            keys = [sel, short_string(event.param), event.subject]
+            return keys, [len(event.values), *event.values, event.eta]
         case KeeperUpdated():
             return [sel, event.keeper], [int(event.enabled)]
-        case OwnershipTransferred():
+        case OwnershipTransferred() | OwnershipTransferStarted():
             return [sel], [event.previous_owner, event.new_owner]
         case MetricsUpdated():
             return [sel, event.index], [
@@ -78,7 +85,9 @@ def block_hash(number: int, fork: int = 0) -> int:
 
 
 def rebalance(block: int, tx: int = 0, index: int = 0, epoch: int = 1, fork: int = 0) -> RawEvent:
-    event = RebalanceRequested(meta(block, tx, index, fork=fork), epoch=epoch, requester=0xAB)
+    event = RebalanceRequested(
+        meta(block, tx, index, fork=fork), epoch=epoch, requester=0xAB, by_owner=True
+    )
     keys, data = encode(event)
     return RawEvent(event.meta, tuple(keys), tuple(data))
 

@@ -33,7 +33,7 @@ from tests.stream.payloads import ADDRESSES, RISK_ENGINE, ROUTER, block_hash
 
 
 def rebalance_event(epoch: int, tx: int, index: int = 0) -> FakeEvent:
-    return FakeEvent(ROUTER, [SELECTORS["RebalanceRequested"], epoch], [0xAB], tx, index)
+    return FakeEvent(ROUTER, [SELECTORS["RebalanceRequested"], epoch], [0xAB, 1], tx, index)
 
 
 def batch(*numbers: int, fork: int = 0) -> Send:
@@ -112,7 +112,7 @@ async def test_data_batches_are_stored_with_the_end_cursor_and_filter(
     assert (ROUTER, SELECTORS["RebalanceRequested"]) in pairs
     assert (RISK_ENGINE, SELECTORS["MetricsUpdated"]) in pairs
     assert (RISK_ENGINE, SELECTORS["RebalanceRequested"]) not in pairs
-    assert len(pairs) == 9
+    assert len(pairs) == 14  # 9 router events + 5 RiskEngine events
 
 
 async def test_fresh_store_starts_after_start_block_minus_one(event_log: EventLog) -> None:

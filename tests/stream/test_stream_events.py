@@ -18,20 +18,24 @@ from keeper.stream.events import (
     AllocationExecuted,
     ContractKind,
     Event,
+    GovernanceChangeApplied,
+    GovernanceChangeCancelled,
+    GovernanceChangeProposed,
     GovernanceParamsUpdated,
     KeeperUpdated,
     MetricsUpdated,
     ModelParamsUpdated,
     OracleUpdated,
     OwnershipTransferred,
+    OwnershipTransferStarted,
     RebalanceRequested,
     check_event_abis,
     decode_event,
     parse_felts,
 )
 from prover.model import ModelParams, ProtocolInputs
-from tests.chain.abi_files import abi_dir, clear_caches, entry, load, save
-from tests.stream.payloads import encode, meta
+from tests.chain.abi_files import SHIPPED, abi_dir, clear_caches, entry, load, save
+from tests.stream.payloads import encode, meta, short_string
 
 felts = st.integers(min_value=0, max_value=FIELD_PRIME - 1)
 u32 = st.integers(min_value=0, max_value=2**32 - 1)
@@ -47,8 +51,18 @@ metas = st.builds(
 )
 model_params = st.builds(ModelParams, *(u32 for _ in range(12)))
 
+proposal_params = st.sampled_from(
+    ["max_single_bps", "direct_verifier", "keeper", "governance_delay_s"]
+)
+changes = [
+    st.builds(
+        cls, metas, proposal_params, felts, st.lists(felts, max_size=4).map(tuple), u64
+    )
+    for cls in (GovernanceChangeProposed, GovernanceChangeCancelled, GovernanceChangeApplied)
+]
 router_events = st.one_of(
-    st.builds(RebalanceRequested, metas, u64, felts),
+    st.builds(RebalanceRequested, metas, u64, felts, st.booleans()),
+    *changes,
     st.builds(
         AllocationExecuted,
         metas,
@@ -60,6 +74,7 @@ router_events = st.one_of(
     st.builds(GovernanceParamsUpdated, metas, short_strings, felts, felts),
     st.builds(KeeperUpdated, metas, felts, st.booleans()),
     st.builds(OwnershipTransferred, metas, st.just("router"), felts, felts),
+    st.builds(OwnershipTransferStarted, metas, st.just("router"), felts, felts),
 )
 risk_events = st.one_of(
     st.builds(
@@ -68,6 +83,7 @@ risk_events = st.one_of(
     st.builds(ModelParamsUpdated, metas, model_params, model_params, felts),
     st.builds(OracleUpdated, metas, felts, felts),
     st.builds(OwnershipTransferred, metas, st.just("risk_engine"), felts, felts),
+    st.builds(OwnershipTransferStarted, metas, st.just("risk_engine"), felts, felts),
 )
 
 
@@ -78,7 +94,7 @@ def _abis_parsed() -> None:
 
 
 def kind_of(event: Event) -> ContractKind:
-    if isinstance(event, OwnershipTransferred):
+    if isinstance(event, OwnershipTransferred | OwnershipTransferStarted):
         return event.contract
     return "router" if type(event).__name__ in EVENT_NAMES["router"] else "risk_engine"
 
@@ -112,13 +128,33 @@ def test_truncated_or_extended_payloads_are_rejected(event: Event, draw: st.Data
         ("router", [], [], "unknown router event selector none"),
         ("router", [SELECTORS["MetricsUpdated"], 0], [0] * 8, "unknown router event selector"),
         ("risk_engine", [SELECTORS["RebalanceRequested"], 1], [2], "unknown risk_engine event"),
-        ("router", [SELECTORS["RebalanceRequested"], 2**64], [2], "epoch=.* does not fit in 64"),
+        ("router", [SELECTORS["RebalanceRequested"], 2**64], [2, 0], "epoch=.* does not fit in 64"),
+        ("router", [SELECTORS["RebalanceRequested"], 1], [2], "too short, by_owner missing"),
+        ("router", [SELECTORS["RebalanceRequested"], 1], [2, 2], "by_owner=0x2 is not a bool"),
+        (
+            "router",
+            [SELECTORS["GovernanceChangeProposed"], short_string("max_single_bps")],
+            [1, 6000, 5],
+            "GovernanceChangeProposed keys: too short, subject missing",
+        ),
+        (
+            "router",
+            [SELECTORS["GovernanceChangeApplied"], short_string("max_single_bps"), 0],
+            [2, 6000, 5],
+            "too short, eta missing",
+        ),
+        (
+            "router",
+            [SELECTORS["GovernanceChangeCancelled"], short_string("x"), 0],
+            [1, 1, 2**64],
+            "eta=0x10000000000000000 does not fit in 64 bits",
+        ),
         ("router", [SELECTORS["KeeperUpdated"], 5], [2], "enabled=0x2 is not a bool"),
         ("router", [SELECTORS["GovernanceParamsUpdated"], 0x0A], [1, 2], "not a printable"),
         ("router", [SELECTORS["AllocationExecuted"], 1], [9, 5000, 1], "allocation length 5000"),
         ("router", [SELECTORS["AllocationExecuted"], 1], [9, 2**250, 1], r"exceeds 1024"),
         ("router", [SELECTORS["AllocationExecuted"], 1], [9, 2, 1], "too short"),
-        ("router", [SELECTORS["RebalanceRequested"], 1], [FIELD_PRIME], "not a field element"),
+        ("router", [SELECTORS["RebalanceRequested"], 1], [FIELD_PRIME, 0], "not a field element"),
         (
             "risk_engine",
             [SELECTORS["MetricsUpdated"], 0],
@@ -126,6 +162,7 @@ def test_truncated_or_extended_payloads_are_rejected(event: Event, draw: st.Data
             r"MetricsUpdated data: metrics.utilization_bps=0x100000000 does not fit in 32 bits",
         ),
         ("router", [SELECTORS["OwnershipTransferred"], 1], [1, 2], r"keys: 1 unexpected trailing"),
+        ("risk_engine", [SELECTORS["OwnershipTransferStarted"]], [1], r"too short, new_owner"),
     ],
 )
 def test_malformed_payload_reason(
@@ -150,6 +187,17 @@ def test_every_followed_event_is_in_the_shipped_abis() -> None:
     check_event_abis()
 
 
+def test_every_event_the_contracts_emit_is_followed() -> None:
+    """An event the keeper does not know would be quarantined as an unknown selector."""
+    kinds: tuple[tuple[ContractKind, str], ...] = (
+        ("router", "StrategyRouterV2"),
+        ("risk_engine", "RiskEngine"),
+    )
+    for kind, contract in kinds:
+        root = entry(load(SHIPPED, contract), "event", f"::{contract}::Event")
+        assert {v["name"] for v in root["variants"]} == set(EVENT_NAMES[kind]), kind
+
+
 @pytest.mark.devnet
 def test_the_freshly_built_abis_match_the_typed_mapping(contract_artifacts: object) -> None:
     # contract_artifacts runs the build, which rewrites keeper/abi/ when sources changed.
@@ -170,8 +218,8 @@ def test_a_member_moved_to_the_keys_is_read_from_the_keys(
         for member in _router_event(entries, "RebalanceRequested")["members"]:
             member["kind"] = "key"
         save(tmp_path, "StrategyRouterV2", entries)
-        event = RebalanceRequested(meta(1, 0, 0), epoch=4, requester=0xAB)
-        keys = [SELECTORS["RebalanceRequested"], 4, 0xAB]
+        event = RebalanceRequested(meta(1, 0, 0), epoch=4, requester=0xAB, by_owner=True)
+        keys = [SELECTORS["RebalanceRequested"], 4, 0xAB, 1]
         assert decode_event("router", keys, [], event.meta) == event
         with pytest.raises(DecodeError, match="RebalanceRequested keys: too short, requester"):
             decode_event("router", [SELECTORS["RebalanceRequested"], 4], [0xAB], event.meta)

@@ -14,14 +14,20 @@ import httpx
 import pytest
 import sqlite_utils
 
+from keeper.chain.codec import encode_short_string
 from keeper.devnet import deploy as devnet_deploy
 from keeper.store.db import open_store
 from keeper.stream import rpc_source
 from keeper.stream.eventlog import EventLog
 from keeper.stream.events import (
+    GovernanceChangeApplied,
+    GovernanceChangeCancelled,
+    GovernanceChangeProposed,
     GovernanceParamsUpdated,
     KeeperUpdated,
     MetricsUpdated,
+    OwnershipTransferred,
+    OwnershipTransferStarted,
     RebalanceRequested,
 )
 from keeper.stream.rpc_source import PollResult, RpcSource
@@ -134,9 +140,13 @@ async def test_events_of_real_transactions_are_decoded_in_chain_order(
         log = EventLog(store, source="rpc", addresses=chain.addresses)
         src = new_source(log, chain, client, chunk_size=2)
         await catch_up(src)
-        kinds = {type(s.event) for s in log.next_unprocessed(10_000)}
-        # The deployment configured governance, the keeper role and the oracle's metrics.
-        assert {GovernanceParamsUpdated, KeeperUpdated, MetricsUpdated} <= kinds
+        events = [s.event for s in log.next_unprocessed(10_000)]
+        # The router's constructor emitted its whole configuration; the oracle its metrics.
+        assert {GovernanceParamsUpdated, KeeperUpdated, MetricsUpdated} <= {type(e) for e in events}
+        params = [e.param for e in events if isinstance(e, GovernanceParamsUpdated)]
+        assert params[0] == "rebalance_interval_s" and len(params) == 18
+        pin = {e.param: e.new_value for e in events if isinstance(e, GovernanceParamsUpdated)}
+        assert pin["direct_memory_verification"] == encode_short_string("strict")
         tx_hash = await chain.request_rebalance()
         result = await catch_up(src)
         assert result.head == chain.devnet.block_number()
@@ -144,8 +154,62 @@ async def test_events_of_real_transactions_are_decoded_in_chain_order(
         assert isinstance(last, RebalanceRequested)
         assert last.meta.tx_hash == tx_hash
         assert last.requester == devnet_deploy.predeployed_accounts(chain.devnet.url)[1].address
+        assert last.by_owner is False  # a keeper's request is a signal only
         assert stored_ids(log) == chain.node_events(chain.deployment.block_number)
         assert log.status().quarantined == 0
+
+
+async def test_governance_and_ownership_events_are_decoded(
+    tmp_path: Path, chain: Chain, client: httpx.AsyncClient
+) -> None:
+    router = chain.deployment.address("StrategyRouterV2")
+    outsider = devnet_deploy.predeployed_accounts(chain.devnet.url)[2].address
+    param = [encode_short_string("max_single_bps"), 0]
+    drift = [encode_short_string("drift_threshold_bps"), 0]
+    calls = [
+        devnet_deploy.make_call(router, "propose_change", [*param, 1, 4000]),
+        devnet_deploy.make_call(router, "apply_change", param),
+        devnet_deploy.make_call(router, "propose_change", [*drift, 1, 100]),
+        devnet_deploy.make_call(router, "cancel_change", drift),
+        devnet_deploy.make_call(router, "request_rebalance"),
+        devnet_deploy.make_call(router, "transfer_ownership", [outsider]),
+    ]
+    with open_store(tmp_path / "keeper.sqlite3") as store:
+        log = EventLog(store, source="rpc", addresses=chain.addresses)
+        src = new_source(log, chain, client)
+        await catch_up(src)
+        before = len(log.next_unprocessed(10_000))
+        await devnet_deploy.invoke(chain.account(0), calls)
+        accept = devnet_deploy.make_call(router, "accept_ownership")
+        await devnet_deploy.invoke(chain.account(2), [accept])
+        await catch_up(src)
+        events = [s.event for s in log.next_unprocessed(10_000)][before:]
+        assert log.status().quarantined == 0
+    assert [type(e) for e in events] == [
+        GovernanceChangeProposed,
+        GovernanceChangeApplied,
+        GovernanceParamsUpdated,
+        GovernanceChangeProposed,
+        GovernanceChangeCancelled,
+        RebalanceRequested,
+        OwnershipTransferStarted,
+        OwnershipTransferred,
+    ]
+    proposed, applied, updated, _, cancelled, requested, started, transferred = events
+    assert isinstance(proposed, GovernanceChangeProposed)
+    assert (proposed.param, proposed.subject, proposed.values) == ("max_single_bps", 0, (4000,))
+    assert isinstance(applied, GovernanceChangeApplied) and applied.eta == proposed.eta
+    assert isinstance(updated, GovernanceParamsUpdated)
+    assert (updated.param, updated.old_value, updated.new_value) == ("max_single_bps", 5000, 4000)
+    assert isinstance(cancelled, GovernanceChangeCancelled) and cancelled.values == (100,)
+    assert isinstance(requested, RebalanceRequested) and requested.by_owner is True
+    owner = devnet_deploy.predeployed_accounts(chain.devnet.url)[0].address
+    assert isinstance(started, OwnershipTransferStarted)
+    assert (started.contract, started.previous_owner, started.new_owner) == (
+        "router", owner, outsider
+    )
+    assert isinstance(transferred, OwnershipTransferred)
+    assert (transferred.previous_owner, transferred.new_owner) == (owner, outsider)
 
 
 class _CrashAfter(httpx.AsyncBaseTransport):
