@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
-PolicyName = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "dev"]
+PolicyName = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "cheapest", "dev"]
 ProverKind = Literal["stone", "atlantic", "dev"]
 ParameterSet = Literal["stone6", "stone5", "keccak"]
 AtlanticNetwork = Literal["MAINNET", "TESTNET"]
@@ -28,10 +28,13 @@ AtlanticResultKind = Literal[
 AtlanticJobSize = Literal["XS", "S", "M", "L"]
 
 # The provers each policy runs, in the order it tries them: the one list of policy names.
+# ``cheapest`` may run either: per job the keeper picks Stone+Integrity or Atlantic from the
+# costs it measured (keeper.engine.cheapest) and proves with one of the policies above.
 POLICY_PROVERS: dict[PolicyName, tuple[ProverKind, ...]] = {
     "stone_then_atlantic": ("stone", "atlantic"),
     "stone_only": ("stone",),
     "atlantic_only": ("atlantic",),
+    "cheapest": ("stone", "atlantic"),
     "dev": ("dev",),
 }
 POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_PROVERS)
@@ -99,12 +102,14 @@ class ProverSettings(BaseModel):
     )
     # Set by the keeper from the router's min_security_bits, never from local config.
     required_security_bits: int = Field(default=96, ge=1, le=256, exclude=True)
-    # Default FRI shape = the fastest one reaching 96 bits in FACTS §1 on a small-layout
-    # program (4,096 steps): 2 cosets x 38 queries + 20 PoW bits proved in 5.3 s / 156 MB
-    # against 7.3 s for 2 x 36 + 24 and 10.3 s / 229 MB for 4 x 19 + 20. The price is a
-    # bigger proof (295 KB vs 189 KB), i.e. more Integrity calldata; 20 PoW bits is the
-    # lowest Integrity accepts ([20, 50)), and PoW grinding time varies wildly run to run.
-    log_n_cosets: int = Field(default=2, ge=1, le=16)
+    # Default FRI shape for 96 bits: 4 cosets x 19 queries + 20 PoW bits. The on-chain
+    # verification, not the prover, is the expensive side: Integrity's gas and calldata
+    # scale with the number of queries. 2 x 38 + 20 proves about twice as fast (FACTS §1:
+    # 5.3 s vs 10.3 s on 4,096 steps) but its verify_proof_initial needs 5,010 calldata
+    # felts, over the 5,000 a Starknet transaction may carry, and ~409.5 M L2 gas in all
+    # (../shared/integrity/README.md); 19 queries roughly halves both. 20 PoW bits is the
+    # lowest Integrity accepts ([20, 50)); PoW grinding time varies wildly run to run.
+    log_n_cosets: int = Field(default=4, ge=1, le=16)
     proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
     last_layer_degree_bound: int = Field(default=64, ge=1)
     fri_step_list: tuple[int, ...] | None = Field(
@@ -136,6 +141,20 @@ class ProverSettings(BaseModel):
         description="your contracted price per Atlantic job size; no public price exists",
     )
     atlantic_price_currency: str = "USD"
+    # --- money: what the cheapest policy compares Atlantic's price with ----------------
+    strk_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="your price of one STRK in USD, to weigh Integrity's L2 fees (paid in "
+        "STRK) against Atlantic's USD price; the keeper has no price oracle; unset: the "
+        "cheapest policy cannot compare and proves stone_then_atlantic",
+    )
+    cpu_usd_per_hour: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="what one CPU hour of this machine costs you in USD (Stone's CPU "
+        "seconds are priced at it); 0: local CPU is free",
+    )
     atlantic_request_timeout_s: float = Field(default=30.0, gt=0)
     atlantic_retry_attempts: int = Field(default=5, ge=1)  # per HTTP call, transient only
     atlantic_retry_budget_s: float = Field(default=120.0, gt=0)  # per HTTP call
