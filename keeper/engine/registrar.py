@@ -1,0 +1,361 @@
+"""Getting a Stone proof's fact registered by Integrity, crash-safe and never paid twice.
+
+Integrity verifies a proof in a sequence of FactRegistry transactions (split flow):
+``verify_proof_initial``, ``verify_proof_step`` (once per inner FRI layer), then
+``verify_proof_final_and_register_fact``, all under one *Integrity job id*
+(``prover.integrity.jobs`` has the on-chain rules). They are sent in order, one at a time:
+
+- the Integrity job id is random and persisted on the job before the first transaction;
+- every transaction gets a row in ``fact_registrations`` before it is signed, and its
+  hash before it is broadcast; its receipt decides the row (succeeded / reverted) and
+  its fee goes to the ledger under the job;
+- what to send next is read from the chain, not from memory: the CairoVerifier's stored
+  state hashes say which call is next (``SplitPlan.next_call``), a transaction whose
+  receipt is unknown is resolved first, and every send is simulated (fee estimate)
+  before it is signed, so a step that already landed is never paid for again;
+- where the on-chain job cannot be resumed (the id is taken by another proof, or squatted
+  before our initial landed) the registrar starts a new Integrity job cleanly;
+- nothing is sent when the fact already holds a verification under the pinned
+  configuration with enough bits: the job points the router at it.
+
+Before the first transaction the proof is checked against what the router will accept:
+the verifier configuration it will be registered under must be the router's pin for
+direct proofs, its security bits at least the router's minimum, its fact the job's, and
+every transaction within the network's calldata limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from keeper.chain import ChainClient, TxOutcome, VerifierConfig, WouldRevertError
+from keeper.chain.integrity import verifier_preset
+from keeper.core import faults
+from keeper.core.errors import KeeperError
+from keeper.core.logs import get_logger
+from keeper.store.jobs import Job, JobStore
+from keeper.store.registrations import RegistrationLog, RegistrationTx
+from prover import facts
+from prover.integrity import (
+    JobStateMismatch,
+    SplitPlan,
+    StarkProof,
+    check_transaction_sizes,
+    fact_of,
+    new_job_id,
+    parse_proof,
+    security_bits,
+    split_plan,
+    stored_option,
+    verifier_config,
+    verifier_storage_address,
+)
+
+_log = get_logger("keeper.engine.registrar")
+_MAX_RESTARTS = 3
+
+# Fee-estimate reverts meaning "this Integrity job id cannot be used by us".
+_ID_TAKEN = ("job_id already exists",)
+# ... and meaning "the on-chain state moved past what we tried to send" (re-read it).
+_STATE_MOVED = ("Invalid state", "No state (constant) saved", "Job id not found")
+
+
+class RegistrationError(KeeperError):
+    """The proof cannot be registered as the router requires; nothing was sent for it."""
+
+    code = "registration_refused"
+
+
+@dataclass(frozen=True)
+class Registered:
+    verification_hash: int
+    security_bits: int
+    final_tx: int | None  # None: the verification was already there
+
+
+@dataclass(frozen=True)
+class Pending:
+    reason: str
+
+
+Progress = Registered | Pending
+FeeRecorder = Callable[[Job, TxOutcome], None]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    proof: StarkProof
+    fact: int
+    bits: int
+    config: VerifierConfig
+    verification_hash: int
+
+
+class IntegrityRegistrar:
+    def __init__(
+        self,
+        *,
+        chain: ChainClient,
+        jobs: JobStore,
+        log: RegistrationLog,
+        record_fee: FeeRecorder,
+        max_calldata_felts: int,
+        receipt_timeout_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._chain = chain
+        self._jobs = jobs
+        self._log = log
+        self._record_fee = record_fee
+        self._max_felts = max_calldata_felts
+        self._receipt_timeout_s = receipt_timeout_s
+        self._clock = clock
+        self._proofs: dict[str, _Prepared] = {}  # proof path -> parsed (0.3-1.5 s each)
+        self._plans: dict[tuple[str, int], SplitPlan] = {}
+        self._verifiers: dict[tuple[int, str, str], int] = {}
+
+    async def register(
+        self, job: Job, *, registry: int, pin: VerifierConfig, min_security_bits: int
+    ) -> Progress:
+        """Advance the registration of ``job``'s fact as far as it goes now."""
+        prepared = await self._prepare(job, pin=pin, min_security_bits=min_security_bits)
+        if await self._is_registered(registry, prepared.verification_hash):
+            return Registered(prepared.verification_hash, prepared.bits, None)
+        verifier = await self._verifier(registry, pin)
+        restarts = 0
+        while restarts <= _MAX_RESTARTS:
+            job = self._jobs.require(job.id)
+            integrity_id = self._integrity_id(job)
+            plan = await self._plan(job, prepared, integrity_id)
+            unresolved = await self._resolve_in_flight(job, integrity_id)
+            if unresolved is not None:
+                return unresolved
+            if await self._is_registered(registry, prepared.verification_hash):
+                final = self._last_succeeded(job, integrity_id)
+                return Registered(prepared.verification_hash, prepared.bits, final)
+            index = await self._next_index(job, plan, verifier)
+            if index is None or await self._send(job, registry, plan, index, prepared.fact) == (
+                "restart"
+            ):
+                restarts += 1  # a new Integrity job id, or the chain was ahead of us
+        return Pending(
+            f"the Integrity job made no progress after {_MAX_RESTARTS} fresh reads of the "
+            "chain; trying again at the next step"
+        )
+
+    # ------------------------------------------------------------------ preparation
+
+    async def _prepare(self, job: Job, *, pin: VerifierConfig, min_security_bits: int) -> _Prepared:
+        if job.proof_path is None:
+            raise RegistrationError(f"job {job.id} has no proof file to register")
+        cached = self._proofs.get(job.proof_path)
+        if cached is None:
+            cached = await asyncio.to_thread(_prepare_proof, Path(job.proof_path))
+            self._proofs[job.proof_path] = cached
+        expected_fact = int(str(job.fact_hash), 16)
+        if cached.fact != expected_fact:
+            raise RegistrationError(
+                f"the proof at {job.proof_path} registers fact {cached.fact:#x}, not the job's "
+                f"{expected_fact:#x}: the proof is of another output; prove the job again"
+            )
+        if cached.config != pin:
+            raise RegistrationError(
+                f"the proof would be registered under {_shown(cached.config)} but the router "
+                f"accepts {_shown(pin)} for direct proofs: set prover.parameter_set (and the "
+                "Stone build) to match the router's pin, or ask governance to pin this one"
+            )
+        if cached.bits < min_security_bits:
+            raise RegistrationError(
+                f"the proof has {cached.bits} security bits; the router requires "
+                f"{min_security_bits}: prove again (the keeper proves for the router's minimum)"
+            )
+        return cached
+
+    def _integrity_id(self, job: Job) -> int:
+        if job.integrity_job_id is not None:
+            return int(job.integrity_job_id, 16)
+        fresh = new_job_id()
+        self._jobs.set_columns(job, integrity_job_id=hex(fresh))  # before any transaction
+        return fresh
+
+    def _new_integrity_id(self, job: Job, why: str) -> None:
+        fresh = new_job_id()
+        _log.warning(
+            "registrar.new_integrity_job", old=job.integrity_job_id, new=hex(fresh), reason=why
+        )
+        self._jobs.set_columns(self._jobs.require(job.id), integrity_job_id=hex(fresh))
+
+    async def _plan(self, job: Job, prepared: _Prepared, integrity_id: int) -> SplitPlan:
+        key = (str(job.proof_path), integrity_id)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = await asyncio.to_thread(split_plan, prepared.proof, integrity_id)
+            # Before the first transaction of this plan: one that is too large for the
+            # network would leave an Integrity job open for good.
+            check_transaction_sizes(plan.calls, self._max_felts)
+            self._plans[key] = plan
+        return plan
+
+    # ------------------------------------------------------------------ chain reads
+
+    async def _is_registered(self, registry: int, verification_hash: int) -> bool:
+        return await self._chain.get_verification(registry, verification_hash) is not None
+
+    async def _verifier(self, registry: int, pin: VerifierConfig) -> int:
+        key = (registry, pin.layout, pin.hasher)
+        if key not in self._verifiers:
+            preset = verifier_preset(pin.layout, pin.hasher)
+            (address,) = await self._chain.call_view(registry, "get_verifier_address", preset)
+            self._verifiers[key] = int(address)
+        return self._verifiers[key]
+
+    async def _next_index(self, job: Job, plan: SplitPlan, verifier: int) -> int | None:
+        """The next call per the verifier's storage; None when a new job id was taken."""
+        constant = await self._stored(verifier, "state_constant", plan.job_id)
+        variable = await self._stored(verifier, "state_variable", plan.job_id)
+        try:
+            index = plan.next_call(constant, variable)
+        except JobStateMismatch as exc:
+            self._new_integrity_id(job, str(exc))
+            return None
+        return 0 if index is None else index
+
+    async def _stored(self, verifier: int, entry: Any, job_id: int) -> int | None:
+        address = verifier_storage_address(entry, job_id)
+        variant = await self._chain.storage_at(verifier, address)
+        value = await self._chain.storage_at(verifier, address + 1)
+        return stored_option(variant, value)
+
+    # ------------------------------------------------------------------ transactions
+
+    async def _resolve_in_flight(self, job: Job, integrity_id: int) -> Pending | None:
+        """Settle the transaction sent before (a crash, or a receipt that came late)."""
+        row = self._log.in_flight(job.id, integrity_id)
+        if row is None:
+            return None
+        if row.tx_hash is None:
+            # Crashed between the row and the broadcast: nothing was sent under it.
+            self._log.finish(row.id, "dropped", "never broadcast (the keeper stopped first)")
+            return None
+        outcome = await self._chain.receipt(int(row.tx_hash, 16))
+        if outcome is not None:
+            self._settle(job, row, outcome)
+            return None
+        age = (self._clock() - datetime.fromisoformat(row.at)).total_seconds()
+        if age < 3 * self._receipt_timeout_s:
+            return Pending(f"waiting for the receipt of {row.function} {row.tx_hash}")
+        self._log.finish(row.id, "dropped", f"no receipt after {age:.0f} s")
+        return None
+
+    def _settle(self, job: Job, row: RegistrationTx, outcome: TxOutcome) -> None:
+        self._record_fee(job, outcome)
+        if outcome.succeeded:
+            self._log.finish(row.id, "succeeded")
+            _log.info("registrar.step_done", function=row.function, step=row.step,
+                      tx_hash=row.tx_hash, fee=outcome.actual_fee_amount)
+            faults.crash_point("registration_confirmed")
+            return
+        self._log.finish(row.id, "reverted", outcome.revert_reason)
+        raise RegistrationRevertedError(outcome, row)
+
+    async def _send(
+        self, job: Job, registry: int, plan: SplitPlan, index: int, fact: int
+    ) -> Literal["sent", "restart"]:
+        call = plan.calls[index]
+        row_id = self._log.begin(
+            job.id, fact, plan.job_id, index, call.function, call.transaction_felts
+        )
+
+        async def persist(tx_hash: int) -> None:
+            self._log.sent(row_id, tx_hash)
+            faults.crash_point("registration_before_broadcast")
+
+        chain_call = _chain_call(registry, call)
+        try:
+            tx_hash = await self._chain.submit(
+                [chain_call], purpose=call.function, before_send=persist
+            )
+        except WouldRevertError as exc:
+            self._log.finish(row_id, "dropped", f"not sent: would revert: {exc.reason}")
+            return self._after_would_revert(job, exc.reason, call.function)
+        outcome = await self._chain.wait(tx_hash, self._receipt_timeout_s)
+        if outcome is None:
+            return "sent"  # resolved at the next pass (or the next step)
+        row = next(r for r in self._log.for_job(job.id) if r.id == row_id)
+        self._settle(job, row, outcome)
+        return "sent"
+
+    def _after_would_revert(self, job: Job, reason: str, function: str) -> Literal["restart"]:
+        if any(marker in reason for marker in _ID_TAKEN):
+            self._new_integrity_id(job, f"{function} would revert: {reason}")
+            return "restart"
+        if any(marker in reason for marker in _STATE_MOVED):
+            return "restart"  # the chain is ahead of us: re-read its state
+        raise RegistrationError(
+            f"{function} would revert ({reason}); nothing was sent. The proof does not "
+            "verify under the router's registry as prepared: check the proof and the pin"
+        )
+
+    def _last_succeeded(self, job: Job, integrity_id: int) -> int | None:
+        done = [
+            r for r in self._log.for_job(job.id)
+            if r.integrity_job_id == hex(integrity_id) and r.status == "succeeded" and r.tx_hash
+        ]
+        return int(done[-1].tx_hash or "0", 16) if done else None
+
+
+class RegistrationRevertedError(KeeperError):
+    """An Integrity transaction was included and reverted: its fee is paid."""
+
+    code = "registration_reverted"
+
+    def __init__(self, outcome: TxOutcome, row: RegistrationTx) -> None:
+        super().__init__(
+            f"{row.function} (Integrity job {row.integrity_job_id}, step {row.step}) reverted "
+            f"in transaction {row.tx_hash}: {outcome.revert_reason} (fee paid: "
+            f"{outcome.actual_fee_amount} {outcome.actual_fee_unit})"
+        )
+        self.outcome = outcome
+
+
+def _prepare_proof(path: Path) -> _Prepared:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RegistrationError(f"cannot read the proof {path}: {exc}") from exc
+    proof = parse_proof(raw)
+    config = verifier_config(proof)
+    ours = VerifierConfig(config.layout, config.hasher, config.stone_version,
+                          config.memory_verification)
+    fact, bits = fact_of(proof), security_bits(proof)
+    vh = facts.verification_hash(fact, config.config_hash(), bits)
+    return _Prepared(proof, fact, bits, ours, vh)
+
+
+def _chain_call(registry: int, call: Any) -> Any:
+    from starknet_py.net.client_models import Call
+
+    return Call(to_addr=registry, selector=call.selector, calldata=list(call.calldata))
+
+
+def _shown(config: VerifierConfig) -> str:
+    return (
+        f"({config.layout}, {config.hasher}, {config.stone_version}, "
+        f"{config.memory_verification})"
+    )
+
+
+__all__ = [
+    "IntegrityRegistrar",
+    "Pending",
+    "Progress",
+    "Registered",
+    "RegistrationError",
+    "RegistrationRevertedError",
+]

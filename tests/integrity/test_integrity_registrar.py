@@ -1,0 +1,186 @@
+"""The keeper's own Stone proofs verified by the real Integrity contracts on devnet.
+
+Every registration goes through Integrity's split flow (initial, steps, final) sent by
+``keeper.engine.registrar``; the fact it registers is the one ``prover`` computes, under
+the pinned configuration, and no step is ever paid for twice — also when the process is
+SIGKILLed at any point of the registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keeper.chain.codec import decode_short_string
+from keeper.engine.registrar import Registered, RegistrationError
+from keeper.store.registrations import RegistrationLog
+from prover import facts
+from prover.integrity import CalldataTooLarge
+from tests.integrity.conftest import (
+    ALLOCATION,
+    FIBONACCI,
+    KEEPER,
+    PIN,
+    IntegrityChain,
+    open_jobs,
+    proved_job,
+)
+from tests.integrity.registrar_driver import build
+
+pytestmark = pytest.mark.devnet
+ROOT = Path(__file__).resolve().parents[2]
+_salts = itertools.count(100)
+
+
+def _fact(proof: Path) -> int:
+    return int(proof.with_suffix("").with_suffix(".fact").read_text().strip(), 16)
+
+
+async def _register(
+    integrity: IntegrityChain,
+    jobs_path: Path,
+    proof: Path,
+    registry: int,
+    *,
+    min_bits: int,
+    max_felts: int = 5000,
+) -> Registered:
+    chain = integrity.client(KEEPER)
+    registrar, jobs = build(jobs_path, chain, max_felts=max_felts, receipt_timeout_s=60)
+    job = jobs.for_epoch(0xABC, 1) or proved_job(jobs, proof)
+    for _ in range(20):
+        progress = await registrar.register(
+            jobs.require(job.id), registry=registry, pin=PIN, min_security_bits=min_bits
+        )
+        if isinstance(progress, Registered):
+            return progress
+        await asyncio.sleep(0.2)  # a receipt not there yet: poll again, bounded
+    raise AssertionError("the registration did not finish")
+
+
+def _rows(jobs_path: Path) -> list[tuple[int, str]]:
+    jobs = open_jobs(jobs_path)
+    log = RegistrationLog(jobs._store)
+    return [(r.step, r.status) for r in log.for_job("0xabc:1")]
+
+
+def _fees(jobs_path: Path) -> list[tuple[str, str]]:
+    store = open_jobs(jobs_path)._store
+    rows = store.query("SELECT kind, outcome FROM costs WHERE job_id = '0xabc:1' ORDER BY id")
+    return [(r["kind"], r["outcome"]) for r in rows]
+
+
+async def test_fibonacci_proof_registers_its_fact_through_the_split_transactions(
+    integrity: IntegrityChain, tmp_path: Path
+) -> None:
+    registry = await integrity.fresh_registry(next(_salts))
+    store = tmp_path / "k.sqlite3"
+    done = await _register(integrity, store, FIBONACCI, registry, min_bits=60)
+    fact = _fact(FIBONACCI)
+    config_hash = facts.verifier_config_hash(
+        PIN.layout, PIN.hasher, PIN.stone_version, PIN.memory_verification
+    )
+    assert done.verification_hash == facts.verification_hash(fact, config_hash, 60)
+    (only,) = await integrity.verifications(registry, fact)
+    assert only[0] == done.verification_hash and only[1] == 60
+    assert [decode_short_string(v) for v in only[2:]] == [
+        "small", "keccak_160_lsb", "stone6", "strict"
+    ]
+    # initial, 4 steps, final: each sent once and succeeded, each fee in the ledger.
+    assert _rows(store) == [(step, "succeeded") for step in range(6)]
+    assert _fees(store) == [("fact_registration", "ok")] * 6
+
+    again = await _register(integrity, store, FIBONACCI, registry, min_bits=60)
+    assert again.final_tx is None  # already registered: nothing sent
+    assert len(_rows(store)) == 6 and len(_fees(store)) == 6
+
+
+async def test_allocation_proof_within_the_limit_registers_and_over_it_sends_nothing(
+    integrity: IntegrityChain, tmp_path: Path
+) -> None:
+    registry = await integrity.fresh_registry(next(_salts))
+    store = tmp_path / "k.sqlite3"
+    # 38 queries: the initial transaction is 5,010 felts, over Starknet's 5,000.
+    with pytest.raises(CalldataTooLarge, match="raise log_n_cosets"):
+        await _register(integrity, store, ALLOCATION, registry, min_bits=96)
+    assert _rows(store) == [] and _fees(store) == []
+    done = await _register(integrity, store, ALLOCATION, registry, min_bits=96, max_felts=6000)
+    (only,) = await integrity.verifications(registry, _fact(ALLOCATION))
+    assert (only[0], only[1]) == (done.verification_hash, 96)
+    assert _rows(store) == [(step, "succeeded") for step in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("pin_change", "min_bits", "message"),
+    [
+        ({"stone_version": "stone5"}, 60, "the router accepts"),
+        ({"layout": "recursive"}, 60, "the router accepts"),
+        ({}, 61, "the router requires 61"),
+    ],
+)
+async def test_a_proof_the_router_would_refuse_sends_nothing(
+    integrity: IntegrityChain, tmp_path: Path, pin_change: dict[str, str], min_bits: int,
+    message: str,
+) -> None:
+    registry = await integrity.fresh_registry(next(_salts))
+    store = tmp_path / "k.sqlite3"
+    registrar, jobs = build(store, integrity.client(KEEPER), max_felts=5000, receipt_timeout_s=60)
+    job = proved_job(jobs, FIBONACCI)
+    pin = dataclasses.replace(PIN, **pin_change)
+    with pytest.raises(RegistrationError, match=message):
+        await registrar.register(job, registry=registry, pin=pin, min_security_bits=min_bits)
+    assert _rows(store) == []
+    assert await integrity.verifications(registry, _fact(FIBONACCI)) == []
+
+
+CRASHES = [
+    f"{point}#{n}"
+    for point in ("registration_before_broadcast", "registration_confirmed")
+    for n in range(1, 7)
+]
+
+
+@pytest.mark.parametrize("crash_at", CRASHES)
+def test_sigkill_at_every_registrar_step_registers_once_and_pays_each_step_once(
+    integrity: IntegrityChain, tmp_path: Path, crash_at: str
+) -> None:
+    registry = asyncio.run(integrity.fresh_registry(next(_salts)))
+    store = tmp_path / "k.sqlite3"
+    jobs = open_jobs(store)
+    proved_job(jobs, FIBONACCI)
+    account = integrity.devnet.accounts[KEEPER]
+    key_file = tmp_path / "key"
+    key_file.write_text(hex(account.private_key))
+    args = [
+        sys.executable, "-m", "tests.integrity.registrar_driver",
+        "--store", str(store), "--job", "0xabc:1", "--rpc", integrity.devnet.url,
+        "--chain-id", hex(integrity.chain_id), "--key-file", str(key_file),
+        "--account", hex(account.address), "--registry", hex(registry),
+        "--min-bits", "60", "--receipt-timeout", "2",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    crashed = subprocess.run(
+        args, env={**env, "KEEPER_TEST_CRASH_AT": crash_at}, cwd=ROOT,
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    resumed = subprocess.run(
+        args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    (only,) = asyncio.run(integrity.verifications(registry, _fact(FIBONACCI)))
+    assert only[1] == 60
+    rows = _rows(store)
+    succeeded = [step for step, status in rows if status == "succeeded"]
+    assert sorted(succeeded) == list(range(6))  # every step landed exactly once
+    assert all(status in ("succeeded", "dropped") for _, status in rows)  # none reverted
+    # A fee for every transaction that landed, and only for those: no step paid twice.
+    assert _fees(store) == [("fact_registration", "ok")] * 6
