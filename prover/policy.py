@@ -317,6 +317,10 @@ class ProvingPolicy:
             settings.circuit_breaker_cooldown_s, clock, wall_clock
         )
 
+    @property
+    def settings(self) -> ProverSettings:
+        return self._settings
+
     def atlantic_credit_status(self) -> AtlanticCreditStatus:
         return self.atlantic_credit.status()
 
@@ -333,6 +337,10 @@ class ProvingPolicy:
         self, request: ProofRequest, *, policy: PolicyName | None = None
     ) -> ProofOutcome:
         chosen = policy or self._settings.policy
+        if chosen == "cheapest":
+            # Choosing by measured cost needs the keeper's ledger; alone, prover/ tries
+            # Stone first and falls back to Atlantic.
+            chosen = "stone_then_atlantic"
         attempts: list[ProofAttempt] = []
         if chosen == "dev":
             return await self._dev_outcome(request, attempts)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from keeper.chain.governance import GovernanceParams, VerificationPath, VerifierConfig
 from keeper.chain.values import Verification, VerificationListElement
-from keeper.engine.policy import ProverKind
 from prover import facts
+from prover.settings import ProverKind
 
 _PROGRAM_HASH_FIELD: dict[VerificationPath, str] = {
     "direct": "program_hash",

@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keeper.chain import ChainClient, ChainUnreachableError, RouterState
-from keeper.chain.governance import VERIFICATION_PATHS
+from keeper.chain import ChainClient, ChainUnreachableError, RouterState, VerifierConfig
+from keeper.chain.governance import VERIFICATION_PATHS, GovernanceParams
+from keeper.chain.integrity import known_fact_registry, verifier_preset
 from keeper.core import faults
 from keeper.core.config import KeeperConfig, load_config
 from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
 from keeper.core.logs import configure_logging, get_logger
-from keeper.devnet.dev_prover import DevProver, DevProverRefusedError, is_starknet_devnet
+from keeper.devnet.dev_prover import DevProver, is_starknet_devnet
 from keeper.engine.policy import (
     Decision,
     PendingGovernance,
@@ -46,8 +47,9 @@ from keeper.engine.policy import (
     halt_reason,
 )
 from keeper.engine.provers import build_proving_policy
+from keeper.engine.registrar import IntegrityRegistrar
 from keeper.engine.retries import RetryRules, step_backoff_s
-from keeper.engine.worker import JobWorker, ProgramIdentity
+from keeper.engine.worker import JobWorker, ProgramIdentity, ProofCheck
 from keeper.ops.health import HealthServer, HealthState
 from keeper.ops.metrics import KeeperMetrics
 from keeper.ops.notify import SystemdNotifier, watchdog_interval
@@ -55,6 +57,7 @@ from keeper.store.db import Store, open_store
 from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
 from keeper.store.jobs import JobState, JobStore
 from keeper.store.ledger import Ledger
+from keeper.store.registrations import RegistrationLog
 from keeper.stream import (
     EX_TEMPFAIL,
     EventGoneError,
@@ -79,10 +82,14 @@ from prover.atlantic import AtlanticClient
 from prover.errors import InfeasibleAllocation
 from prover.model import compute_allocation
 from prover.policy import ProofAttempt
-from prover.program import compiled_program
-from prover.swiftness import swiftness_program_hash
+from prover.program import DEFAULT_LAYOUT, compiled_program
+from prover.settings import POLICY_PROVERS
+from prover.swiftness import SwiftnessError, SwiftnessRunner, swiftness_program_hash
+from prover.swiftness import VerifierConfig as SwiftnessBuild
 
 _log = get_logger("keeper.engine.daemon")
+# Integrity's stone5/stone6 parameter sets commit with keccak256_masked160_lsb.
+_STONE_HASHER = "keccak_160_lsb"
 
 EX_SOFTWARE = 70
 SHUTDOWN_BOUND_S = 30.0  # TimeoutStopSec in the unit leaves room above this
@@ -193,6 +200,7 @@ class Keeper:
             receipt_timeout_s=cfg.chain.receipt_timeout_s,
             fact_wait_s=cfg.prover.atlantic_deadline_s,
         )
+        await self._set_up_fact_registration(info.chain_name, state.governance, ledger)
         await self._rebuild_proving(state.governance.min_security_bits)
         self._apply_governance(state)
 
@@ -210,19 +218,75 @@ class Keeper:
         )
 
     async def _dev_prover(self) -> DevProver | None:
-        """The devnet's trusted registrar: required by the dev policy, and used on a
-        devnet to register the facts of locally verified Stone proofs (Integrity is not
-        deployed there). Never available on any other chain."""
-        dev = DevProver(self.chain)
-        if self.cfg.prover.policy == "dev":
-            await dev.ensure_devnet()  # refuses with a message: a start-up gate
-            return dev
-        try:
-            await dev.ensure_devnet()
-        except DevProverRefusedError:
+        """The devnet's trusted registrar, for the dev policy only (it registers facts of
+        proofs that do not exist). Never available on any other chain: a start-up gate."""
+        if self.cfg.prover.policy != "dev":
             return None
-        _log.warning("keeper.devnet_registrar", note="devnet: facts registered by DevFactRegistry")
+        dev = DevProver(self.chain)
+        await dev.ensure_devnet()  # refuses with a message
+        _log.warning("keeper.devnet_registrar", note="dev policy: DevFactRegistry, no proofs")
         return dev
+
+    async def _set_up_fact_registration(
+        self, chain_name: str, gov: GovernanceParams, ledger: Ledger
+    ) -> None:
+        """Gates of the real path: the router's registry is Integrity's FactRegistry of this
+        chain (Atlantic registers there too), and for Stone: proofs Integrity can verify,
+        swiftness to check them first, and the registrar that sends the verification."""
+        cfg = self.cfg
+        if cfg.prover.policy == "dev":
+            return
+        known = None if await is_starknet_devnet(cfg.chain.rpc_url) else known_fact_registry(
+            chain_name
+        )
+        if known is not None and gov.fact_registry != known:
+            raise GateError(
+                f"the router's fact_registry {gov.fact_registry:#x} is not Integrity's "
+                f"FactRegistry on {chain_name} ({known:#x}): no proof registered there would "
+                "be one Integrity verified; ask governance to propose fact_registry = "
+                f"{known:#x}"
+            )
+        if "stone" not in POLICY_PROVERS[cfg.prover.policy]:
+            return
+        stone_version = cfg.prover.parameter_set
+        if stone_version not in ("stone5", "stone6"):
+            raise GateError(
+                f"prover.parameter_set = {stone_version!r} makes proofs Integrity cannot "
+                "verify on-chain: use stone6 (or stone5) with a 2024 Stone build"
+            )
+        pin = gov.direct_pin
+        if pin is not None:
+            await self._check_verifier(gov.fact_registry, pin)
+        runner = SwiftnessRunner()
+        build = SwiftnessBuild(DEFAULT_LAYOUT, _STONE_HASHER, stone_version)
+        try:
+            runner.binary_for(build)
+        except SwiftnessError as exc:
+            raise GateError(f"the local proof check is not installed: {exc}") from exc
+        self.worker.swiftness = ProofCheck(runner, stone_version)
+        self.worker.registrar = IntegrityRegistrar(
+            chain=self.chain,
+            jobs=self.jobs,
+            log=RegistrationLog(self.store),
+            record_fee=lambda job, outcome: self.worker.record_fee(
+                job, "fact_registration", outcome
+            ),
+            max_calldata_felts=cfg.chain.max_calldata_felts,
+            receipt_timeout_s=cfg.chain.receipt_timeout_s,
+        )
+
+    async def _check_verifier(self, registry: int, pin: VerifierConfig) -> None:
+        try:
+            (verifier,) = await self.chain.call_view(
+                registry, "get_verifier_address", verifier_preset(pin.layout, pin.hasher)
+            )
+        except (KeeperError, ValueError) as exc:
+            raise GateError(
+                f"the router's fact_registry {registry:#x} has no Integrity verifier for "
+                f"({pin.layout}, {pin.hasher}) ({exc}): is it Integrity's FactRegistry? "
+                "(a DevFactRegistry serves the dev policy only)"
+            ) from exc
+        _log.info("gate.integrity", registry=hex(registry), verifier=hex(int(verifier)))
 
     async def _rebuild_proving(self, min_security_bits: int) -> None:
         """(Re)build the stone/atlantic policy for the router's current minimum bits.
@@ -509,16 +573,17 @@ class Keeper:
         """Which provers could run now (configured, and not failing their last attempt)."""
         policy = self.cfg.prover.policy
         available: dict[str, bool] = {}
-        if policy == "dev":
+        provers = POLICY_PROVERS[policy]
+        if "dev" in provers:
             available["dev"] = True
-        if policy in ("stone_then_atlantic", "stone_only"):
+        if "stone" in provers:
             p = self.cfg.prover
             configured = all(
                 path is not None and path.is_file() and os.access(path, os.X_OK)
                 for path in (p.stone_prover_path, p.stone_verifier_path)
             )
             available["stone"] = configured and self._last_attempt.get("stone", True)
-        if policy in ("stone_then_atlantic", "atlantic_only"):
+        if "atlantic" in provers:
             proving = self.worker.proving
             available["atlantic"] = self._atlantic is not None and (
                 proving is None or proving.atlantic_allows()

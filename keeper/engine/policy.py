@@ -42,20 +42,13 @@ from keeper.chain.governance import (
     VerificationPath,
 )
 from keeper.store.governance import format_proposal_values
+from prover.settings import POLICY_PROVERS, PolicyName, ProverKind
 
 BPS = 10_000
 
 Trigger = Literal["request", "interval", "drift"]
-ProverKind = Literal["stone", "atlantic", "dev"]
-PolicyName = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "dev"]
-
-# The provers each operator policy may run, in the order it tries them.
-_POLICY_PROVERS: dict[str, tuple[ProverKind, ...]] = {
-    "stone_then_atlantic": ("stone", "atlantic"),
-    "stone_only": ("stone",),
-    "atlantic_only": ("atlantic",),
-    "dev": ("dev",),
-}
+# The provers each operator policy may run, in the order it tries them (one list, prover's).
+_POLICY_PROVERS: dict[str, tuple[ProverKind, ...]] = {k: v for k, v in POLICY_PROVERS.items()}
 # Stone and dev produce direct proofs/facts of the program itself (router.program_hash);
 # Atlantic produces bootloaded ones (router.child_program_hash, the Pedersen chain hash).
 _DIRECT_PROVERS: frozenset[ProverKind] = frozenset({"stone", "dev"})

@@ -62,6 +62,7 @@ from keeper.core import faults
 from keeper.core.errors import KeeperError, StoreError
 from keeper.core.logs import bind_job, get_logger
 from keeper.devnet.dev_prover import DevProver
+from keeper.engine import cheapest
 from keeper.engine.acceptance import (
     Refusal,
     Requirement,
@@ -73,6 +74,11 @@ from keeper.engine.acceptance import (
     requirement,
 )
 from keeper.engine.policy import AcceptedProvers
+from keeper.engine.registrar import (
+    IntegrityRegistrar,
+    Pending,
+    RegistrationRevertedError,
+)
 from keeper.engine.retries import RetryRules
 from keeper.ops.metrics import KeeperMetrics
 from keeper.store.jobs import Job, JobState, JobStore, StaleJobState
@@ -80,8 +86,10 @@ from keeper.store.ledger import CostEntry, Ledger
 from prover import facts
 from prover.atlantic import AtlanticQueryLimitError, AtlanticQueryRef
 from prover.errors import InfeasibleAllocation, InputError, ProverError
+from prover.integrity import IntegrityProofError
 from prover.model import AllocationInputs
 from prover.policy import ProofAttempt, ProofRequest, ProvingPolicy
+from prover.settings import PolicyName
 from prover.swiftness import SwiftnessError, SwiftnessRunner
 from prover.trace import generate_trace
 
@@ -161,6 +169,7 @@ class JobWorker:
         self._clock = clock
         self.accepted: AcceptedProvers | None = None  # set by the daemon from governance
         self.swiftness: ProofCheck | None = None  # set by the daemon for Stone policies
+        self.registrar: IntegrityRegistrar | None = None  # set by the daemon for Stone
         self._proving_job: Job | None = None
 
     # ---------------------------------------------------------------------- dispatch
@@ -190,6 +199,12 @@ class JobWorker:
             except AtlanticQueryLimitError as exc:
                 # Every query this job may pay for FAILED: only the operator spends more.
                 return self._fail(job, exc.code, str(exc), paid=True, park=True)
+            except RegistrationRevertedError as exc:
+                return self._fail(job, exc.code, str(exc), paid=True)
+            except IntegrityProofError as exc:
+                # The proof cannot go to Integrity as it is (too large, unparsable): retrying
+                # the same step would not change it; the next run proves again.
+                return self._fail(job, exc.code, f"{exc} (no transaction was sent)")
             except ProverError as exc:
                 # A prover that crashed or an Atlantic outage may pass; bad input will not.
                 if isinstance(exc, InputError):
@@ -331,6 +346,8 @@ class JobWorker:
             return job
         if self.proving is None:
             return self._fail(job, "no_prover", f"policy {policy} has no prover configured")
+        if accepted.policy == "cheapest":
+            policy = self._cheapest_policy(job, accepted, policy)
         request = self._proof_request(job)
 
         self._proving_job = job
@@ -357,6 +374,38 @@ class JobWorker:
         )
         faults.crash_point("proved")
         return job
+
+    def _cheapest_policy(
+        self, job: Job, accepted: AcceptedProvers, fallback: PolicyName | None
+    ) -> PolicyName | None:
+        """The ``cheapest`` policy: Stone+Integrity or Atlantic for this job, from what
+        the ledger measured (keeper.engine.cheapest), decided once per proving run."""
+        assert self.proving is not None
+        settings = self.proving.settings
+        candidates = [
+            p
+            for p in accepted.provers
+            if (p == "stone" and settings.stone_prover_path is not None)
+            or (p == "atlantic" and self.proving.atlantic_allows())
+        ]
+        if not candidates:
+            return fallback  # the policy's own error says what is missing
+        now = self._clock()
+        allocations = self._ledger.executed_allocations(
+            confirmed_since=now - cheapest.MAX_FIGURE_AGE,
+            atlantic_price_per_job_size=settings.atlantic_price_per_job_size,
+            job_size_for_n_steps=settings.atlantic_declared_size,
+        )
+        decision = cheapest.decide(
+            allocations,
+            settings=settings,
+            n_steps=job.n_steps,
+            candidates=candidates,
+            now=now,
+            has_atlantic_query=self._proof_request(job).atlantic_query_id is not None,
+        )
+        _log.info("job.prover_chosen", **decision.as_log())
+        return decision.policy
 
     async def _precheck(self, job: Job, proof_path: Path) -> None:
         """swiftness (Integrity's verifier, in Rust) on the Stone proof: it must verify, and
@@ -476,14 +525,17 @@ class JobWorker:
                 verification_hash=verification,
                 security_bits=bits,
             )
-        if job.prover in ("dev", "stone") and self._dev is not None:
-            # dev: no proof exists; stone on a devnet: verified locally, and the devnet's
-            # DevFactRegistry stands in for Integrity (DevProver refuses any real chain).
-            # Both register under the router's direct pin, never under anything else.
+        if job.prover == "stone":
+            return await self._register_with_integrity(
+                job, needed, gov.fact_registry, wanted.verification_hash
+            )
+        if job.prover == "dev" and self._dev is not None:
+            # dev: no proof exists; the devnet's DevFactRegistry takes the keeper's word
+            # (DevProver refuses any real chain), under the router's direct pin only.
             proof = await self._dev.register(
                 job.output, program_hash=self._program.program_hash, security_bits=bits
             )
-            self._record_fee(job, "fact_registration", proof.tx)
+            self.record_fee(job, "fact_registration", proof.tx)
             if proof.verification_hash != wanted.verification_hash:
                 return self._fail(
                     job,
@@ -503,10 +555,50 @@ class JobWorker:
         return self._fail(
             job,
             "no_fact_registrar",
-            "this proof's fact is not registered and this keeper cannot register it on this "
-            "chain (submitting local Stone proofs to Integrity is not supported yet): use "
-            "prover.policy = atlantic_only with atlantic_result = PROOF_VERIFICATION_ON_L2",
+            f"a {job.prover} proof's fact is not registered and no registrar for it is set up "
+            "(the dev registrar runs on a devnet with the dev policy only)",
         )
+
+    async def _register_with_integrity(
+        self, job: Job, needed: Requirement, registry: int, wanted: int
+    ) -> Job:
+        """A Stone proof's fact, registered by Integrity's own verification of the proof:
+        the split transactions, one worker step sending as many as it can (each one
+        persisted before its broadcast); the job stays ``proved`` while a receipt is due."""
+        if self.registrar is None:
+            return self._fail(
+                job,
+                "no_fact_registrar",
+                "Stone proofs are registered by Integrity's FactRegistry, and this keeper has "
+                "no registrar for the router's fact_registry (see the start-up log)",
+            )
+        progress = await self.registrar.register(
+            job,
+            registry=registry,
+            pin=needed.config,
+            min_security_bits=needed.min_security_bits,
+        )
+        if isinstance(progress, Pending):
+            _log.info("job.registration_pending", reason=progress.reason)
+            return self._jobs.require(job.id)
+        if progress.verification_hash != wanted:
+            return self._fail(
+                job,
+                "verification_mismatch",
+                f"Integrity registered verification {progress.verification_hash:#x}, not the "
+                f"{wanted:#x} the router will be pointed at",
+            )
+        job = self._jobs.advance(
+            self._jobs.require(job.id),
+            JobState.FACT_REGISTERED,
+            detail="verified on-chain by Integrity",
+            fact_tx_hash=None if progress.final_tx is None else hex(progress.final_tx),
+            verification_hash=hex(progress.verification_hash),
+            security_bits=progress.security_bits,
+        )
+        _log.info("job.fact_registered", verification_hash=hex(progress.verification_hash))
+        faults.crash_point("fact_registered")
+        return job
 
     async def _await_atlantic_verification(
         self, job: Job, needed: Requirement, registry: int
@@ -612,7 +704,7 @@ class JobWorker:
                 JobState.FACT_REGISTERED,
                 detail=f"transaction {tx_hash:#x} never landed; submitting again",
             )
-        self._record_fee(job, "execution", outcome)
+        self.record_fee(job, "execution", outcome)
         if not outcome.succeeded:
             return self._after_revert(job, outcome.revert_reason or "reverted", sent=True)
         job = self._jobs.advance(job, JobState.CONFIRMED, detail=f"block {outcome.block_number}")
@@ -626,9 +718,10 @@ class JobWorker:
         faults.crash_point("confirmed")
         return job
 
-    def _record_fee(
+    def record_fee(
         self, job: Job, kind: Literal["fact_registration", "execution"], outcome: TxOutcome
     ) -> None:
+        """One ledger row (and the fee metric) for a transaction of ``job`` that landed."""
         self._ledger.record(
             None,
             CostEntry(
