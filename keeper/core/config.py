@@ -255,7 +255,23 @@ class Secrets(BaseModel):
         return out
 
 
-class KeeperConfig(BaseSettings):
+class _EnvThenInit(BaseSettings):
+    """Sources: the environment given to ``load_config`` (not os.environ), then the init
+    values (the TOML contents). No .env file, no secrets directory."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_MappingEnvSource(settings_cls), init_settings)
+
+
+class KeeperConfig(_EnvThenInit):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
@@ -271,18 +287,6 @@ class KeeperConfig(BaseSettings):
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init carries the TOML contents (below env); no .env, no secrets dir.
-        return (_MappingEnvSource(settings_cls), init_settings)
 
     def redacted(self) -> dict[str, Any]:
         """The effective config for display; secrets shown only as set/unset."""
@@ -412,7 +416,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         _ENVIRON.reset(token)
 
 
-class _ProverOnly(BaseSettings):
+class _ProverOnly(_EnvThenInit):
     """``[prover]`` from ``KEEPER_PROVER__*`` variables alone (``prove`` without a config)."""
 
     model_config = SettingsConfigDict(
@@ -420,17 +424,6 @@ class _ProverOnly(BaseSettings):
     )
 
     prover: ProverConfig = ProverConfig()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (_MappingEnvSource(settings_cls),)
 
 
 def load_prover_config(environ: Mapping[str, str]) -> tuple[ProverConfig, Secrets]:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -78,6 +79,15 @@ def display_url(url: str) -> str:
         return "<invalid URL>"
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def hide_urls(text: str) -> str:
+    """``text`` (e.g. a library's error message) with every URL in it cut down to
+    ``display_url``: errors quote the URL they were given, or a redirect's."""
+    return _URL.sub(lambda match: display_url(match.group()), text)
 
 LogFormat = Literal["auto", "json", "console"]
 

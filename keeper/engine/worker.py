@@ -722,21 +722,25 @@ class JobWorker:
         self, job: Job, kind: Literal["fact_registration", "execution"], outcome: TxOutcome
     ) -> None:
         """One ledger row (and the fee metric) for a transaction of ``job`` that landed."""
-        self._ledger.record(
-            None,
-            CostEntry(
-                job_id=job.id,
-                kind=kind,
-                prover=job.prover,
-                outcome="ok" if outcome.succeeded else "failed",
-                reason=outcome.revert_reason,
-                fee_amount=outcome.actual_fee_amount,
-                fee_unit=outcome.actual_fee_unit,
-                tx_hash=outcome.tx_hash,
-            ),
-        )
+        self._ledger.record(None, fee_entry(job, kind, outcome))
         if self._metrics is not None:
             self._metrics.fee_paid(kind, outcome.actual_fee_amount, outcome.actual_fee_unit)
+
+
+def fee_entry(
+    job: Job, kind: Literal["fact_registration", "execution"], outcome: TxOutcome
+) -> CostEntry:
+    """The ledger row of a transaction of ``job`` that landed (a revert pays its fee too)."""
+    return CostEntry(
+        job_id=job.id,
+        kind=kind,
+        prover=job.prover,
+        outcome="ok" if outcome.succeeded else "failed",
+        reason=outcome.revert_reason,
+        fee_amount=outcome.actual_fee_amount,
+        fee_unit=outcome.actual_fee_unit,
+        tx_hash=outcome.tx_hash,
+    )
 
 
 def _trace_in_thread(inputs: AllocationInputs, trace_dir: Path) -> tuple[Any, float]:

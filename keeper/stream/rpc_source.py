@@ -33,12 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import httpx
 from tenacity import (
@@ -51,7 +49,7 @@ from tenacity import (
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
-from keeper.core.logs import get_logger
+from keeper.core.logs import display_url, get_logger, hide_urls
 from keeper.stream.errors import (
     DecodeError,
     ReorgTooDeepError,
@@ -77,7 +75,6 @@ _TIMEOUT_S = 30.0
 _POLL_RETRY_WAIT = wait_random_exponential(multiplier=0.5, max=30.0, min=0.25)
 _WS_MAX_WAIT_S = 60.0
 _WS_ERRORS = (OSError, TimeoutError, WebSocketException, StreamDisconnectedError)
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 Progress = Callable[[str], None]
 
@@ -218,7 +215,7 @@ class RpcSource:
         the poll interval up to a minute; the backoff starts over once a connection has
         delivered notifications."""
         first_wait = min(self._poll_interval_s, _WS_MAX_WAIT_S)
-        shown = _display_url(url)
+        shown = display_url(url)
 
         def unavailable(state: RetryCallState) -> None:
             _log.warning(
@@ -290,7 +287,7 @@ class RpcSource:
         silent = self._clock() - self._last_ok
         failure = _failure(state)
         raise StreamStalledError(
-            f"no successful poll of {_display_url(self._url)} for {silent:.0f} s "
+            f"no successful poll of {display_url(self._url)} for {silent:.0f} s "
             f"(last error: {_display_error(failure)}); check the node; the keeper resumes "
             "from its stored cursor when restarted"
         ) from failure
@@ -422,23 +419,8 @@ def _is_notification(message: str | bytes) -> bool:
     return isinstance(parsed, dict) and "method" in parsed
 
 
-def _display_url(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``: providers put API keys in the path or query."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if not parts.scheme or not host:
-        return "<invalid URL>"
-    shown = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
-
-
 def _display_error(exc: BaseException | None) -> str:
-    """``str(exc)`` with every URL in it cut down to ``_display_url`` (a websockets error
-    can quote the URL it was given, or a redirect's)."""
-    return _URL.sub(lambda match: _display_url(match.group()), str(exc))
+    return hide_urls(str(exc))
 
 
 def _raw_event(item: Any, ordinals: dict[str, int]) -> RawEvent:

@@ -23,9 +23,10 @@ from keeper.core import faults
 from keeper.core.config import ChainConfig, Secrets
 from keeper.devnet.dev_prover import is_starknet_devnet
 from keeper.engine.registrar import IntegrityRegistrar, Registered
+from keeper.engine.worker import fee_entry
 from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobStore
-from keeper.store.ledger import CostEntry, Ledger
+from keeper.store.ledger import Ledger
 from keeper.store.registrations import RegistrationLog
 
 PIN = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
@@ -37,19 +38,7 @@ def build(store_path: Path, chain: ChainClient, *, max_felts: int, receipt_timeo
     jobs, ledger = JobStore(store), Ledger(store)
 
     def record_fee(job: Job, outcome: TxOutcome) -> None:
-        ledger.record(
-            None,
-            CostEntry(
-                job_id=job.id,
-                kind="fact_registration",
-                prover=job.prover,
-                outcome="ok" if outcome.succeeded else "failed",
-                reason=outcome.revert_reason,
-                fee_amount=outcome.actual_fee_amount,
-                fee_unit=outcome.actual_fee_unit,
-                tx_hash=outcome.tx_hash,
-            ),
-        )
+        ledger.record(None, fee_entry(job, "fact_registration", outcome))
 
     registrar = IntegrityRegistrar(
         chain=chain,
