@@ -40,6 +40,12 @@ def load_signer(cfg: ChainConfig, secrets: Secrets) -> KeyPair:
     return KeyPair.from_private_key(key)
 
 
+def load_keystore(path: Path, secrets: Secrets) -> KeyPair:
+    """The key pair of an encrypted keystore whose password is the keystore_password
+    secret (``obsqra-keeper deploy`` signs this way, without a keeper config)."""
+    return KeyPair.from_private_key(_key_from_keystore(path, secrets))
+
+
 def _key_from_keystore(path: Path, secrets: Secrets) -> int:
     from eth_keyfile.keyfile import decode_keyfile_json
 

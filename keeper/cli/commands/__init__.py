@@ -8,6 +8,7 @@ from keeper.cli.commands import (
     config_cmd,
     costs_cmd,
     demo_cmd,
+    deploy_cmd,
     devnet_cmd,
     facts_cmd,
     governance_cmd,
@@ -30,6 +31,7 @@ MODULES: list[ModuleType] = [
     prove_cmd,
     integrity_cmd,
     facts_cmd,
+    deploy_cmd,
     devnet_cmd,
     demo_cmd,
 ]

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keeper.chain import FIELD_PRIME
-from keeper.core.errors import UsageError
+from keeper.cli.options import felt_arg
 
 
 def register(sub: Any) -> None:
@@ -22,11 +21,14 @@ def register(sub: Any) -> None:
     devnet_sub.required = True
     deploy = devnet_sub.add_parser(
         "deploy",
-        help="declare, deploy and configure RiskEngine, DevFactRegistry, StrategyRouterV2",
+        help="declare, deploy and configure RiskEngine, StrategyRouterV2 and a fact registry",
         description=(
-            "Declare and deploy the three contracts on a starknet-devnet with its first "
-            "predeployed account, then set roles, parameters, accepted program hashes and "
-            "initial metrics. Safe to run again: it reports what already exists."
+            "Declare and deploy RiskEngine, StrategyRouterV2 and the router's fact registry "
+            "on a starknet-devnet with its first predeployed account, then set roles, "
+            "parameters, accepted program hashes and initial metrics. The registry is the "
+            "DevFactRegistry (trusted: it verifies nothing; for the dev prover) or "
+            "Integrity's real FactRegistry and verifier from their compiled classes (for "
+            "Stone proofs). Safe to run again: it reports what already exists."
         ),
     )
     deploy.add_argument("--rpc-url", required=True, help="devnet JSON-RPC URL")
@@ -49,26 +51,23 @@ def register(sub: Any) -> None:
         help="compiled contracts (scripts/build_contracts.sh; default: %(default)s)",
     )
     deploy.add_argument(
+        "--fact-registry",
+        choices=("dev", "integrity"),
+        help="the router's registry: dev = DevFactRegistry (trusted, dev prover only), "
+        "integrity = Integrity's FactRegistry from ../shared/integrity/classes or "
+        "$INTEGRITY_CLASSES_DIR (default: [router] fact_registry of --params, else dev)",
+    )
+    deploy.add_argument(
         "--program-hash",
-        type=_felt,
+        type=felt_arg,
         help="accepted direct-proof program hash (default: computed from prover/)",
     )
     deploy.add_argument(
         "--child-program-hash",
-        type=_felt,
+        type=felt_arg,
         help="accepted bootloaded child program hash (default: computed from prover/)",
     )
     deploy.set_defaults(handler=_deploy)
-
-
-def _felt(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (0x… or decimal)") from exc
-    if not 0 <= value < FIELD_PRIME:
-        raise argparse.ArgumentTypeError(f"{text} is not a field element")
-    return value
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -81,8 +80,6 @@ def _deploy(args: argparse.Namespace) -> int:
         default_direct, default_child = devnet_deploy.default_program_hashes()
         program_hash = default_direct if program_hash is None else program_hash
         child_hash = default_child if child_hash is None else child_hash
-    if args.out.exists() and args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a directory; give a file path")
 
     def show(name: str, action: str) -> None:
         print(f"{action:>10}  {name}", file=sys.stderr)
@@ -96,9 +93,10 @@ def _deploy(args: argparse.Namespace) -> int:
             program_hash=program_hash,
             child_program_hash=child_hash,
             on_step=show,
+            fact_registry=args.fact_registry,
         )
     )
-    for name in devnet_deploy.CONTRACT_NAMES:
-        print(f"{name} {deployment.address(name):#066x}")
+    for name, entry in deployment.contracts.items():
+        print(f"{name} {entry['address']:#066x}")
     print(f"deployment written to {args.out}", file=sys.stderr)
     return 0
