@@ -2,7 +2,12 @@
 
 Starts a devnet (seed 0) on a free port, builds and deploys the contracts with the real
 allocation program's hashes, starts ``python -m keeper run`` as its own process group
-(dev prover, or Stone when configured), then drives it: the fresh router's first
+(dev prover, or Stone when configured), then drives it. The router's fact registry
+follows the prover: the dev prover has no proofs, so its router trusts the
+DevFactRegistry (verifies nothing; devnet only); Stone's router trusts Integrity's real
+FactRegistry, deployed from its compiled classes, so the real path runs: Stone proof,
+swiftness pre-check, Integrity's verification transactions, the fact, the execution.
+The demo drives: the fresh router's first
 rebalance, then per further epoch one oracle update (``set_all_metrics``: the whole
 protocol set, one protocol changed) plus the owner's ``request_rebalance`` (one multicall
 by devnet account 0, the owner and oracle; account 1 is the keeper).
@@ -35,6 +40,7 @@ from typing import Any, Literal, TextIO
 
 from keeper.core.errors import KeeperError, ObsqraError, UsageError
 from keeper.devnet import deploy as devnet_deploy
+from keeper.devnet import integrity as devnet_integrity
 from keeper.devnet import node as devnet_node
 from keeper.devnet.process import KeeperConfigSpec, KeeperProcess, start_keeper
 from prover.stone import locate_stone
@@ -129,25 +135,49 @@ def with_protocol_replaced(
     return [count, *(value for row in rows for value in row)]
 
 
-def resolve_prover(
-    choice: ProverChoice, environ: Mapping[str, str]
-) -> tuple[str, Path | None, Path | None]:
-    """(policy, stone prover, stone verifier) for ``--prover``.
+@dataclass(frozen=True)
+class ProverSetup:
+    """What ``--prover`` resolves to: the keeper's policy, Stone's binaries, and the
+    router's fact registry ('dev' for the dev prover, 'integrity' for Stone)."""
+
+    policy: str
+    stone_prover: Path | None = None
+    stone_verifier: Path | None = None
+    integrity_classes: Path | None = None
+
+    @property
+    def fact_registry(self) -> str:
+        return "dev" if self.policy == "dev" else "integrity"
+
+
+def resolve_prover(choice: ProverChoice, environ: Mapping[str, str]) -> ProverSetup:
+    """The setup ``--prover`` asks for.
 
     Stone counts as configured when ``prover.stone.locate_stone`` finds both binaries;
-    ``auto`` takes Stone when configured, else dev.
+    its facts are registered by Integrity, so the stone path also needs Integrity's
+    compiled classes (``keeper.devnet.integrity.classes_dir``). ``auto`` takes Stone
+    when both are there, else dev.
     """
     if choice == "dev":
-        return "dev", None, None
+        return ProverSetup("dev")
     stone = locate_stone(environ)
-    if stone is not None:
-        return "stone_only", stone[0], stone[1]
+    classes = devnet_integrity.classes_dir(environ)
+    if stone is not None and classes is not None:
+        return ProverSetup("stone_only", stone[0], stone[1], classes)
     if choice == "auto":
-        return "dev", None, None
+        return ProverSetup("dev")
+    if stone is None:
+        raise UsageError(
+            "--prover stone: Stone is not configured; set KEEPER_PROVER__STONE_PROVER_PATH "
+            "and KEEPER_PROVER__STONE_VERIFIER_PATH, or put cpu_air_prover and "
+            "cpu_air_verifier on PATH (or use --prover dev)"
+        )
     raise UsageError(
-        "--prover stone: Stone is not configured; set KEEPER_PROVER__STONE_PROVER_PATH and "
-        "KEEPER_PROVER__STONE_VERIFIER_PATH, or put cpu_air_prover and cpu_air_verifier on "
-        "PATH (or use --prover dev)"
+        "--prover stone: Integrity's compiled classes are absent "
+        f"({devnet_integrity.DEFAULT_CLASSES_DIR}; or set {devnet_integrity.CLASSES_ENV}). "
+        "Stone's facts are verified and registered by Integrity's FactRegistry, which the "
+        "demo deploys on the devnet from those classes (the DevFactRegistry is for the "
+        "dev prover only); get them, or use --prover dev"
     )
 
 
@@ -190,6 +220,20 @@ def progress_line(line: Mapping[str, Any]) -> str | None:
             )
         case "dev_prover.registered":
             return f"{who}fact registered (fee {_fee(line)})"
+        case "job.prover_chosen":
+            return f"{who}prover {line.get('prover')} chosen ({line.get('reason')})"
+        case "job.proof_prechecked":
+            return (
+                f"{who}proof pre-checked by swiftness ({line.get('verifier')}, "
+                f"{line.get('security_bits')} bits)"
+            )
+        case "registrar.step_done":
+            return (
+                f"{who}Integrity {line.get('function')} step {line.get('step')} "
+                f"(fee {_fee({'fee': line.get('fee'), 'unit': 'FRI'})})"
+            )
+        case "job.fact_registered":
+            return f"{who}fact registered (verification {_short(line.get('verification_hash'))})"
         case "job.fact_already_registered":
             return f"{who}fact already registered"
         case "job.submitted":
@@ -278,8 +322,14 @@ class DemoRun:
         self.say(f"devnet up at {self.devnet.url} (pid {self.devnet.pid})")
         return self.devnet
 
-    def deploy(self, artifacts: Mapping[str, devnet_deploy.ContractArtifact]) -> None:
+    def deploy(
+        self,
+        artifacts: Mapping[str, devnet_deploy.ContractArtifact],
+        setup: ProverSetup | None = None,
+    ) -> None:
+        """Deploy with the fact registry ``setup`` needs (default: the dev prover's)."""
         devnet = self._require_devnet()
+        setup = setup or ProverSetup("dev")
         params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
         program_hash, child_hash = devnet_deploy.default_program_hashes()
 
@@ -296,11 +346,14 @@ class DemoRun:
                 program_hash=program_hash,
                 child_program_hash=child_hash,
                 on_step=step,
+                fact_registry=setup.fact_registry,
+                integrity_classes=setup.integrity_classes,
             )
         )
+        registry = "DevFactRegistry (trusted)" if setup.fact_registry == "dev" else "Integrity"
         self.say(
             f"router {self.deployment.address('StrategyRouterV2'):#x} accepts program "
-            f"{program_hash:#x}"
+            f"{program_hash:#x}, facts from {registry} {self.deployment.fact_registry:#x}"
         )
 
     def start_keeper(
@@ -552,13 +605,13 @@ def run_demo(
     if options.epochs < 1:
         raise UsageError("--epochs must be at least 1")
     env = dict(os.environ if environ is None else environ)
-    policy, stone_prover, stone_verifier = resolve_prover(options.prover, env)
+    setup = resolve_prover(options.prover, env)
     say = _printer(out)
     with _sigterm_as_interrupt(), _work_dir(options.keep_dir) as work_dir:
         run = DemoRun(work_dir, say)
         say(f"work dir {work_dir}")
         try:
-            _drive(run, options, policy, (stone_prover, stone_verifier), env, out)
+            _drive(run, options, setup, env, out)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (DemoInterrupted)
             say("interrupted: stopping the keeper and the devnet")
             return EXIT_INTERRUPTED
@@ -575,8 +628,7 @@ def run_demo(
 def _drive(
     run: DemoRun,
     options: DemoOptions,
-    policy: str,
-    stone: tuple[Path | None, Path | None],
+    setup: ProverSetup,
     env: Mapping[str, str],
     out: TextIO,
 ) -> None:
@@ -584,10 +636,13 @@ def _drive(
     run.start_devnet()
     run.say("building the contracts")
     artifacts = build_contracts(run.say)
-    run.say("deploying RiskEngine, DevFactRegistry, StrategyRouterV2")
-    run.deploy(artifacts)
-    run.start_keeper(policy, stone, env)
-    deadline = _EPOCH_DEADLINE_S["dev" if policy == "dev" else "stone"]
+    if setup.fact_registry == "dev":
+        run.say("deploying RiskEngine, DevFactRegistry (trusted: dev prover), StrategyRouterV2")
+    else:
+        run.say("deploying Integrity (FactRegistry + verifier), RiskEngine, StrategyRouterV2")
+    run.deploy(artifacts, setup)
+    run.start_keeper(setup.policy, (setup.stone_prover, setup.stone_verifier), env)
+    deadline = _EPOCH_DEADLINE_S["dev" if setup.policy == "dev" else "stone"]
 
     async def drive() -> list[ExecutedAllocation]:
         run.say("epoch 0: a fresh router has no allocation: the keeper rebalances it itself")

@@ -3,6 +3,9 @@
     with start_devnet(work_dir) as devnet:
         devnet.url, devnet.accounts, devnet.create_block(), devnet.abort_blocks(n), ...
 
+Every devnet is started with ``keeper.devnet.integrity.DEVNET_ARGS`` (a Sierra length
+limit that admits Integrity's verifier class; harmless otherwise) unless the caller's
+``extra_args`` already set that option (starknet-devnet refuses an option given twice).
 The binary is the pinned one (``make setup`` installs it into ~/.cargo/bin). Readiness
 is waited for with a deadline; on exit the whole process group is stopped (SIGTERM, then
 SIGKILL). Used by ``obsqra-keeper demo``, the benchmarks and (through tests/devnet.py)
@@ -27,6 +30,7 @@ import httpx
 
 from keeper.core.errors import KeeperError
 from keeper.devnet.deploy import DevnetAccount
+from keeper.devnet.integrity import DEVNET_ARGS
 
 DEVNET_VERSION = "0.8.2"
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "DevnetAccount",
     "DevnetError",
     "DevnetMissingError",
+    "devnet_args",
     "devnet_binary",
     "free_port",
     "start_devnet",
@@ -146,6 +151,15 @@ def _wait_ready(devnet: Devnet) -> None:
     )
 
 
+def devnet_args(extra_args: Sequence[str]) -> list[str]:
+    """``extra_args`` after the ``DEVNET_ARGS`` options it does not set itself."""
+    added: list[str] = []
+    for option, value in zip(DEVNET_ARGS[::2], DEVNET_ARGS[1::2], strict=True):
+        if not any(a == option or a.startswith(option + "=") for a in extra_args):
+            added += [option, value]
+    return [*added, *extra_args]
+
+
 @contextmanager
 def start_devnet(
     work_dir: Path, seed: int = 0, extra_args: Sequence[str] = (), accounts: int = 3
@@ -166,7 +180,7 @@ def start_devnet(
         str(accounts),
         "--state-archive-capacity",
         "full",
-        *extra_args,
+        *devnet_args(extra_args),
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
