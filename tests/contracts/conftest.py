@@ -136,7 +136,11 @@ class Deployed:
 
     @property
     def registry_address(self) -> int:
-        return self.deployment.address("DevFactRegistry")
+        """The router's fact registry: the DevFactRegistry, or Integrity's FactRegistry."""
+        for name in ("DevFactRegistry", "IntegrityFactRegistry"):
+            if name in self.deployment.contracts:
+                return self.deployment.address(name)
+        raise AssertionError(f"no fact registry in {sorted(self.deployment.contracts)}")
 
     def call(self, name: str, function: str, *args: Any) -> Call:
         return Call(
@@ -278,11 +282,13 @@ async def deploy_fresh(
     program_hash: int = PROGRAM_HASH,
     child_program_hash: int = CHILD_PROGRAM_HASH,
     pins: dict[str, tuple[str, ...]] | None = None,
+    fact_registry: str = "dev",
     **router: int,
 ) -> Deployed:
     """A fresh deployment; the gate tests use stand-in program hashes, the keeper's
     end-to-end tests the real ones (``devnet_deploy.default_program_hashes()``).
-    ``router`` overrides [router] values, ``pins`` the verifier pins (() = unset)."""
+    ``router`` overrides [router] values, ``pins`` the verifier pins (() = unset);
+    ``fact_registry`` 'integrity' wires the router to Integrity's real FactRegistry."""
     params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
     params = replace(
         params, router={**params.router, **router}, pins={**params.pins, **(pins or {})}
@@ -295,6 +301,7 @@ async def deploy_fresh(
         program_hash=program_hash,
         child_program_hash=child_program_hash,
         salt=secrets.randbits(200),
+        fact_registry=fact_registry,
     )
     client = FullNodeClient(node_url=devnet.url)
     chain_id = deployment.chain_id

@@ -17,6 +17,7 @@ import pytest
 
 from keeper.devnet import deploy as devnet_deploy
 from prover import model
+from prover.swiftness import SwiftnessAnnotationMismatchError
 from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
 from tests.e2e.harness import (
     KeeperSetup,
@@ -107,27 +108,32 @@ async def test_request_to_executed_allocation_with_ledger(
         assert found["security_bits"] == job["security_bits"] == 96
 
 
-async def test_stone_stand_in_proves_then_executes(deployed: Deployed, keeper_dir: Path) -> None:
-    setup = KeeperSetup(
-        deployed,
-        keeper_dir,
-        policy="stone_only",
-        extra_env=stone_stand_in_env(),
-    )
+async def test_a_stone_proof_swiftness_refuses_costs_no_gas(
+    deployed_with_integrity: Deployed, keeper_dir: Path
+) -> None:
+    """The stone policy against Integrity's real FactRegistry: the stand-in's proof has
+    Stone's shape but proves nothing, so the local pre-check (swiftness, Integrity's
+    rules) refuses it and the keeper sends no transaction. (A real Stone proof goes on
+    through Integrity: tests/e2e/test_stone_integrity.py, marked ``stone``.)"""
+    deployed = deployed_with_integrity
+    nonce_before = await deployed.keeper.get_nonce()
+    setup = KeeperSetup(deployed, keeper_dir, policy="stone_only", extra_env=stone_stand_in_env())
     keeper = setup.start()
     try:
-        await wait_for_epoch(deployed, 1, keeper)
-        await wait_for_jobs(setup, {"confirmed"}, keeper)
+        await wait_for_jobs(setup, {"failed"}, keeper)
     finally:
         assert keeper.stop() == 0
-    (job,) = setup.query("SELECT state, prover, proof_path, security_bits FROM jobs")
-    assert (job["state"], job["prover"]) == ("confirmed", "stone")
-    assert Path(job["proof_path"]).is_file() and job["security_bits"] >= 96
-    proof_rows = setup.query(
-        "SELECT prover, outcome, cpu_s, proof_bytes FROM costs WHERE kind='proof'"
-    )
+    (job,) = setup.query("SELECT state, prover, failure_code, failure_reason FROM jobs")
+    # The stand-in's proof_hex is not what its annotations say: refused as altered.
+    assert job["failure_code"] == SwiftnessAnnotationMismatchError.code, dict(job)
+    assert "no transaction was sent" in job["failure_reason"]
+    proof_rows = setup.query("SELECT prover, outcome FROM costs WHERE kind='proof'")
     assert [(r["prover"], r["outcome"]) for r in proof_rows] == [("stone", "ok")]
-    assert proof_rows[0]["proof_bytes"] > 0
+    paid = setup.query("SELECT kind FROM costs WHERE fee_amount IS NOT NULL")
+    assert paid == []
+    assert await deployed.keeper.get_nonce() == nonce_before
+    assert await epoch(deployed) == 0
+    assert keeper.events("job.failed")
 
 
 async def test_interval_and_drift_triggers(deployed: Deployed, keeper_dir: Path) -> None:

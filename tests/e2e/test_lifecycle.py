@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from prover.swiftness import SwiftnessAnnotationMismatchError
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     ROOT,
     KeeperSetup,
+    epoch,
     stone_stand_in_env,
     wait_for_epoch,
     wait_for_jobs,
@@ -73,8 +75,13 @@ async def test_notify_ready_watchdog_stopping_in_a_real_run(
 
 
 async def test_sigterm_during_proving_exits_0_and_the_next_start_resumes(
-    deployed: Deployed, keeper_dir: Path
+    deployed_with_integrity: Deployed, keeper_dir: Path
 ) -> None:
+    """Stone hangs; SIGTERM ends the keeper and Stone's process group, the job stays in
+    ``proving``. The next start proves it again, and the stand-in's proof goes on to the
+    pre-check against Integrity's rules, which refuses it (the stand-in proves nothing):
+    resumed, and still no gas spent on a proof Integrity would refuse."""
+    deployed = deployed_with_integrity
     pidfile = keeper_dir.parent / "stone-grandchild.pid"
     setup = KeeperSetup(
         deployed,
@@ -85,8 +92,7 @@ async def test_sigterm_during_proving_exits_0_and_the_next_start_resumes(
     hanging = setup.start(FAKE_STONE_MODE="hang", FAKE_STONE_CHILD_PIDFILE=str(pidfile))
 
     async def proving() -> bool:
-        rows = setup.query("SELECT state FROM jobs") if setup.store_path.exists() else []
-        return [r["state"] for r in rows] == ["proving"] and pidfile.exists()
+        return setup.job_states() == ["proving"] and pidfile.exists()
 
     await wait_until("a job in proving", proving, keeper=hanging)
     hanging.process.send_signal(signal.SIGTERM)
@@ -100,11 +106,19 @@ async def test_sigterm_during_proving_exits_0_and_the_next_start_resumes(
 
     keeper = setup.start()
     try:
-        await wait_for_epoch(deployed, 1, keeper)
-        await wait_for_jobs(setup, {"confirmed"}, keeper)
+        await wait_for_jobs(setup, {"failed"}, keeper)
     finally:
         assert keeper.stop() == 0
-    assert [r["state"] for r in setup.query("SELECT state FROM jobs")] == ["confirmed"]
+    (job,) = setup.query("SELECT id, state, run, failure_code FROM jobs")
+    assert (job["state"], job["run"]) == ("failed", 1)
+    assert job["failure_code"] == SwiftnessAnnotationMismatchError.code
+    moves = setup.query(
+        "SELECT to_state FROM job_transitions WHERE job_id = ? ORDER BY id", (job["id"],)
+    )
+    assert [m["to_state"] for m in moves] == ["detected", "traced", "proving", "failed"]
+    proofs = setup.query("SELECT outcome FROM costs WHERE kind = 'proof'")
+    assert [p["outcome"] for p in proofs][-1] == "ok"  # the resumed proving finished
+    assert await epoch(deployed) == 0
 
 
 async def test_sighup_with_a_broken_config_keeps_the_old_one(
