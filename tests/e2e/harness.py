@@ -87,6 +87,18 @@ class KeeperSetup:
             cwd=ROOT,
         )
 
+    def job_states(self) -> list[str]:
+        """The jobs' states, oldest first; none before the keeper created its store."""
+        if not self.store_path.exists():
+            return []
+        try:
+            rows = self.query("SELECT state FROM jobs ORDER BY created_at")
+        except sqlite3.OperationalError as exc:  # the keeper has not migrated it yet
+            if "no such table" not in str(exc):
+                raise
+            return []
+        return [str(r["state"]) for r in rows]
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(self.store_path, timeout=10)
         conn.row_factory = sqlite3.Row
@@ -123,11 +135,13 @@ async def epoch(deployed: Deployed) -> int:
     return int(await deployed.view("StrategyRouterV2", "get_epoch"))
 
 
-async def wait_for_epoch(deployed: Deployed, target: int, keeper: KeeperProcess) -> None:
+async def wait_for_epoch(
+    deployed: Deployed, target: int, keeper: KeeperProcess, *, deadline_s: float = DEADLINE_S
+) -> None:
     async def reached() -> bool:
         return await epoch(deployed) >= target
 
-    await wait_until(f"router epoch {target}", reached, keeper=keeper)
+    await wait_until(f"router epoch {target}", reached, keeper=keeper, deadline_s=deadline_s)
 
 
 async def executed_events(deployed: Deployed) -> list[Any]:
@@ -149,7 +163,32 @@ async def wait_for_jobs(setup: KeeperSetup, states: set[str], keeper: KeeperProc
     before the keeper has read the receipt)."""
 
     async def settled() -> bool:
-        rows = setup.query("SELECT state FROM jobs")
-        return bool(rows) and all(r["state"] in states for r in rows)
+        found = setup.job_states()
+        return bool(found) and all(state in states for state in found)
 
     await wait_until(f"jobs in {sorted(states)}", settled, keeper=keeper)
+
+
+async def fact_registered_events(deployed: Deployed) -> list[Any]:
+    """Every FactRegistered of the deployment's DevFactRegistry, from the node's own event
+    index (keys[1] is the fact hash; a repeated registration emits it again)."""
+    from starknet_py.hash.selector import get_selector_from_name
+
+    chunk = await deployed.client.get_events(
+        address=deployed.registry_address,
+        keys=[[get_selector_from_name("FactRegistered")]],
+        from_block_number=0,
+        to_block_number="latest",
+        chunk_size=1000,
+    )
+    return list(chunk.events)
+
+
+async def healthz(port: int) -> dict[str, Any]:
+    """The keeper's /healthz body (the health server of ``KeeperSetup(health_port=...)``)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        reply = await http.get(f"http://127.0.0.1:{port}/healthz")
+    body: dict[str, Any] = reply.json()
+    return body
