@@ -45,20 +45,14 @@ from starknet_py.hash.utils import pedersen_hash
 
 from prover.errors import ProverError
 from prover.facts import FIELD_PRIME
+from prover.program import INTEGRITY_LAYOUTS
 
 SWIFTNESS_VERSION = "1.0.0"
 StoneVersion = Literal["stone5", "stone6"]
 STONE_VERSIONS: tuple[StoneVersion, ...] = get_args(StoneVersion)
 
-# Layouts with an Integrity verifier that swiftness 1.0.0 also implements (FACTS §4).
-LAYOUTS = (
-    "dex",
-    "recursive",
-    "recursive_with_poseidon",
-    "small",
-    "starknet",
-    "starknet_with_keccak",
-)
+# Layouts with an Integrity verifier; swiftness 1.0.0 implements the same set (FACTS §4).
+LAYOUTS = INTEGRITY_LAYOUTS
 # Stone's `commitment_hash` parameter -> Integrity's / swiftness' hasher name.
 HASHER_BY_COMMITMENT_HASH: Mapping[str, str] = {
     "keccak256_masked160_lsb": "keccak_160_lsb",
