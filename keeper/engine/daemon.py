@@ -30,7 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keeper.chain import ChainClient, ChainUnreachableError, RouterState, VerifierConfig
+from keeper.chain import (
+    ChainClient,
+    ChainUnreachableError,
+    RouterState,
+    SendUncertainError,
+    VerifierConfig,
+)
 from keeper.chain.governance import VERIFICATION_PATHS, GovernanceParams
 from keeper.chain.integrity import known_fact_registry, verifier_preset
 from keeper.core import faults
@@ -55,7 +61,7 @@ from keeper.ops.metrics import KeeperMetrics
 from keeper.ops.notify import SystemdNotifier, watchdog_interval
 from keeper.store.db import Store, open_store
 from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
-from keeper.store.jobs import JobState, JobStore
+from keeper.store.jobs import Job, JobState, JobStore
 from keeper.store.ledger import Ledger
 from keeper.store.registrations import RegistrationLog
 from keeper.stream import (
@@ -92,6 +98,8 @@ _log = get_logger("keeper.engine.daemon")
 _STONE_HASHER = "keccak_160_lsb"
 
 EX_SOFTWARE = 70
+# A job step that failed with one of these got no answer from the node.
+_NODE_SILENT_CODES = frozenset({ChainUnreachableError.code, SendUncertainError.code})
 SHUTDOWN_BOUND_S = 30.0  # TimeoutStopSec in the unit leaves room above this
 _EVENT_BATCH = 200
 
@@ -133,6 +141,8 @@ class Keeper:
         self._proving_bits: int | None = None
         self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
         self._node_down_since: float | None = None
+        # Who got no answer from the node ("stream", "pipeline"), since when (Unix time).
+        self._node_silent_since: dict[str, float] = {}
         self._waiting_for: object = None  # the pending change a due rebalance waits for
         self._router = int(cfg.chain.router_address, 16)
         # Set by start():
@@ -495,15 +505,27 @@ class Keeper:
             now = time.monotonic()
             if self._node_down_since is None:
                 self._node_down_since = now
-                self.health.node_unreachable_since = time.time()
+            self._node_silent("pipeline")
             down_s = now - self._node_down_since
             if down_s > self.cfg.stream.stall_deadline_s:
                 raise
             _log.warning("keeper.node_unreachable", error=str(exc), down_s=round(down_s, 1))
             return False
         self._node_down_since = None
-        self.health.node_unreachable_since = None
+        self._node_answered("pipeline")
         return True
+
+    def _node_silent(self, who: str) -> None:
+        """``who`` got no answer from the node: /healthz is degraded from the first such
+        report until each reporter has heard from the node again. Whoever is waiting on
+        the node notices first (a job step, ``_decide`` or the stream, each after its own
+        timeout), so all of them report."""
+        self._node_silent_since.setdefault(who, time.time())
+        self.health.node_unreachable_since = min(self._node_silent_since.values())
+
+    def _node_answered(self, who: str) -> None:
+        self._node_silent_since.pop(who, None)
+        self.health.node_unreachable_since = min(self._node_silent_since.values(), default=None)
 
     async def _work(self) -> float | None:
         """One step of the oldest open job. Returns how long to wait before the next
@@ -516,6 +538,8 @@ class Keeper:
             return None
         job = open_jobs[0]
         after = await self.worker.step(job)
+        if _attempt_failed(job, after) and after.failure_code in _NODE_SILENT_CODES:
+            self._node_silent("pipeline")  # answered again: the next _decide says so
         self.metrics.job_state_counts(self.jobs.counts_by_state())
         if after.state.value == "confirmed":
             self.health.last_successful_job_at = time.time()
@@ -560,7 +584,13 @@ class Keeper:
 
     # ------------------------------------------------------------------ health
     def stream_progress(self, what: str) -> None:
+        """The stream's report. ``error`` is a poll the node did not answer (or answered
+        with an error): no progress, and the node is silent. Anything else is progress."""
+        if what == "error":
+            self._node_silent("stream")
+            return
         self.health.last_stream_progress_at = time.time()
+        self._node_answered("stream")
 
     def _record_lag(self, head_block: int) -> None:
         cursor = self.event_log.cursor()
@@ -641,6 +671,11 @@ class Keeper:
             )
         _log.info("config.reloaded")
         self.notifier.ready("running (config reloaded)")
+
+
+def _attempt_failed(before: Job, after: Job) -> bool:
+    """Did the step from ``before`` to ``after`` record a failed attempt?"""
+    return after.attempts > (before.attempts if after.state == before.state else 0)
 
 
 def replace_prover(old: KeeperConfig, new: KeeperConfig) -> KeeperConfig:

@@ -12,8 +12,10 @@ Status (``/healthz``; also in the JSON body's ``reasons``):
   advanced for longer than ``stream.stall_deadline_s`` (the keeper is about to exit and
   be restarted); or provers are known and none is available (nothing can be proven).
 - ``degraded`` (HTTP 200): the stream has not advanced for half the stall deadline; or
-  it lags the chain head by more than ``lag_degraded_blocks``; or some prover is
-  unavailable (fallback in use).
+  it lags the chain head by more than ``lag_degraded_blocks``; or a user of the node (a
+  stream poll, the pipeline's reads, a job step) got no answer from it and has not heard
+  from it since; or the current epoch's job failed or is parked; or Atlantic is out of
+  credit; or some prover is unavailable (fallback in use).
 - ``ok`` (HTTP 200) otherwise.
 """
 
@@ -56,8 +58,9 @@ class HealthState:
     provers: dict[str, bool] = field(default_factory=dict)
     # Set by the loop just before it exits on a fatal condition (store unwritable…).
     fatal: str | None = None
-    # The node has not answered since then (the loop rides outages out up to the stall
-    # deadline, then exits).
+    # The node has not answered since then: the first of the stream, the pipeline's reads
+    # and the job steps that got no answer reports it, and it lasts until each of them has
+    # heard from the node again (the loop rides outages out up to the stall deadline).
     node_unreachable_since: float | None = None
     # Why the current epoch's job is not making progress: failed and waiting for its next
     # run, or parked until the operator retries it. Each line says what to do.
