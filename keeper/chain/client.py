@@ -397,9 +397,12 @@ class ChainClient:
         verifier_config: VerifierConfig,
         *,
         timeout_s: float | None = None,
+        before_send: Callable[[int], Awaitable[None]] | None = None,
     ) -> TxOutcome:
         call = self.register_fact_call(registry, fact, security_bits, verifier_config)
-        return await self.send([call], purpose="register_dev_fact", timeout_s=timeout_s)
+        return await self.send(
+            [call], purpose="register_dev_fact", timeout_s=timeout_s, before_send=before_send
+        )
 
     async def send(
         self,

@@ -24,7 +24,7 @@ FactRegistry does not) with this keeper's account.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,10 +84,16 @@ class DevProver:
             )
 
     async def register(
-        self, output: Sequence[int], *, program_hash: int, security_bits: int
+        self,
+        output: Sequence[int],
+        *,
+        program_hash: int,
+        security_bits: int,
+        before_send: Callable[[int], Awaitable[None]] | None = None,
     ) -> DevProof:
         """Register the direct fact of ``output`` in the router's DevFactRegistry, under
-        the router's direct pin, with ``security_bits`` (at least the router's minimum)."""
+        the router's direct pin, with ``security_bits`` (at least the router's minimum).
+        ``before_send(tx_hash)`` runs between signing and broadcasting (persist it)."""
         with bind_job(prover="dev"):
             await self.ensure_devnet()
             fact = facts.direct_fact(program_hash, list(output))
@@ -109,7 +115,9 @@ class DevProver:
                 verifier_config=str(pin),
                 note="dev: no proof, trusted registration",
             )
-            outcome = await self._chain.register_dev_fact(registry, fact, security_bits, pin)
+            outcome = await self._chain.register_dev_fact(
+                registry, fact, security_bits, pin, before_send=before_send
+            )
             config_hash = facts.verifier_config_hash(
                 pin.layout, pin.hasher, pin.stone_version, pin.memory_verification
             )

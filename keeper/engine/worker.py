@@ -515,6 +515,7 @@ class JobWorker:
         verification = hex(wanted.verification_hash)
         found = await self._chain.get_verification(gov.fact_registry, wanted.verification_hash)
         if accepts(needed, found):
+            await self._record_unseen_registration_fee(job)
             _log.info(
                 "job.fact_already_registered", fact_hash=hex(fact), verification_hash=verification
             )
@@ -532,8 +533,16 @@ class JobWorker:
         if job.prover == "dev" and self._dev is not None:
             # dev: no proof exists; the devnet's DevFactRegistry takes the keeper's word
             # (DevProver refuses any real chain), under the router's direct pin only.
+
+            async def persist_hash(tx_hash: int) -> None:
+                # Its fee is recorded even when its receipt is never seen (see above).
+                self._jobs.set_columns(self._jobs.require(job.id), fact_tx_hash=hex(tx_hash))
+
             proof = await self._dev.register(
-                job.output, program_hash=self._program.program_hash, security_bits=bits
+                job.output,
+                program_hash=self._program.program_hash,
+                security_bits=bits,
+                before_send=persist_hash,
             )
             self.record_fee(job, "fact_registration", proof.tx)
             if proof.verification_hash != wanted.verification_hash:
@@ -717,6 +726,20 @@ class JobWorker:
         )
         faults.crash_point("confirmed")
         return job
+
+    async def _record_unseen_registration_fee(self, job: Job) -> None:
+        """The dev registration sent by an earlier attempt whose receipt was never seen
+        (node outage, crash): the fact is registered, so it landed; its fee goes into the
+        ledger once. (Integrity's transactions are the registrar's: it records each.)"""
+        current = self._jobs.require(job.id)
+        if current.prover != "dev" or current.fact_tx_hash is None:
+            return
+        tx_hash = int(current.fact_tx_hash, 16)
+        if self._ledger.has_transaction(tx_hash):
+            return
+        outcome = await self._chain.wait(tx_hash, self._receipt_timeout_s)
+        if outcome is not None:
+            self.record_fee(current, "fact_registration", outcome)
 
     def record_fee(
         self, job: Job, kind: Literal["fact_registration", "execution"], outcome: TxOutcome

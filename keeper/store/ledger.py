@@ -557,6 +557,11 @@ class Ledger:
         with self._store.transaction() as own:
             return self._insert(own, entry)
 
+    def has_transaction(self, tx_hash: int) -> bool:
+        """Is the fee of transaction ``tx_hash`` recorded already?"""
+        rows = self._store.query("SELECT 1 FROM costs WHERE tx_hash = ? LIMIT 1", (hex(tx_hash),))
+        return bool(rows)
+
     def _insert(self, db: sqlite_utils.Database, entry: CostEntry) -> int:
         cursor = db.conn.execute(
             "INSERT INTO costs (job_id, kind, prover, outcome, reason, wall_s, cpu_s, "

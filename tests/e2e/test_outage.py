@@ -450,6 +450,11 @@ async def _assert_done_once(
         "SELECT outcome FROM costs WHERE job_id = ? AND kind = 'execution'", (job["id"],)
     )
     assert [e["outcome"] for e in executions] == ["ok"], where
+    # The registration's fee is in the ledger once, its receipt seen or not.
+    registrations = setup.query(
+        "SELECT tx_hash FROM costs WHERE job_id = ? AND kind = 'fact_registration'", (job["id"],)
+    )
+    assert [r["tx_hash"] for r in registrations] == [job["fact_tx_hash"]], where
 
 
 async def test_a_60_s_node_outage_in_each_job_state_executes_each_epoch_once(

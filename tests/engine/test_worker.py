@@ -4,13 +4,21 @@ failed steps back off before the next try."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keeper.chain import RouterState, Verification, VerificationListElement, VerifierConfig
+from keeper.chain import (
+    ReceiptTimeoutError,
+    RouterState,
+    TxOutcome,
+    Verification,
+    VerificationListElement,
+    VerifierConfig,
+)
 from keeper.engine.acceptance import verification_hash_of
 from keeper.engine.retries import RetryRules
 from keeper.engine.worker import JobWorker, ProgramIdentity
@@ -193,3 +201,87 @@ async def test_the_loop_rides_out_a_node_outage_until_the_stall_deadline() -> No
     with pytest.raises(ChainUnreachableError):
         await keeper._decide_tolerating_outages()
     assert calls == ["down", "down", "up", "down", "down"]
+
+
+DEV_FACT = facts.direct_fact(0x1, [1])  # the dev job's output [1] under program hash 0x1
+DEV_TX = 0x7D1
+
+
+class FakeDevChain:
+    """A registry that holds the dev registration once ``landed`` (the test says when),
+    and the receipt of that transaction."""
+
+    def __init__(self) -> None:
+        self.landed = False
+
+    async def router_state(self) -> RouterState:
+        return RouterState(1, (), GOVERNANCE, 0, 10)
+
+    async def get_verification(self, registry: int, verification_hash: int) -> Verification | None:
+        if not self.landed or verification_hash != verification_hash_of(DEV_FACT, DIRECT_PIN, 96):
+            return None
+        return Verification(DEV_FACT, 96, DIRECT_PIN)
+
+    async def wait(self, tx_hash: int, timeout_s: float | None) -> TxOutcome | None:
+        assert tx_hash == DEV_TX
+        return TxOutcome(DEV_TX, "succeeded", None, 4_200, "FRI", 12)
+
+
+class DevProverWhoseReceiptIsLost:
+    """Signs and broadcasts the registration (it lands), then loses the receipt."""
+
+    def __init__(self, chain: FakeDevChain) -> None:
+        self._chain = chain
+        self.sent = 0
+
+    async def register(
+        self,
+        output: list[int],
+        *,
+        program_hash: int,
+        security_bits: int,
+        before_send: Callable[[int], Awaitable[None]] | None = None,
+    ) -> Any:
+        assert before_send is not None
+        await before_send(DEV_TX)
+        self.sent += 1
+        self._chain.landed = True
+        raise ReceiptTimeoutError("no final receipt", tx_hash=DEV_TX)
+
+
+async def test_a_dev_registration_whose_receipt_was_lost_is_paid_for_once(
+    jobs: JobStore,
+) -> None:
+    chain = FakeDevChain()
+    dev = DevProverWhoseReceiptIsLost(chain)
+    worker = JobWorker(
+        jobs=jobs,
+        ledger=Ledger(jobs._store),
+        chain=chain,  # type: ignore[arg-type]
+        dev_prover=dev,  # type: ignore[arg-type]
+        program=ProgramIdentity({}, 0x1, 0x2),
+        work_dir=Path("/nonexistent"),
+        dev_security_bits=96,
+        fact_wait_s=600,
+        clock=Clock(),
+    )
+    job = jobs.create(ROUTER, 1, "request")
+    assert job is not None
+    job = jobs.advance(job, JobState.TRACED, output_json='["1"]')
+    job = jobs.advance(job, JobState.PROVING)
+    job = jobs.advance(job, JobState.PROVED, prover="dev", fact_hash=hex(DEV_FACT))
+
+    after = await worker.step(job)
+    assert (after.state, after.failure_code, after.fact_tx_hash) == (
+        JobState.PROVED,
+        "receipt_timeout",
+        hex(DEV_TX),
+    )
+    # The retry finds the fact registered: no second registration, the first one's fee.
+    after = await worker.step(jobs.require(job.id))
+    assert after.state == JobState.FACT_REGISTERED
+    assert dev.sent == 1
+    rows = jobs._store.query("SELECT kind, fee_amount, tx_hash FROM costs")
+    assert [(r["kind"], r["fee_amount"], r["tx_hash"]) for r in rows] == [
+        ("fact_registration", "4200", hex(DEV_TX))
+    ]
