@@ -430,6 +430,7 @@ class Keeper:
             model_allocation=model,
             open_job_epochs=self.jobs.open_epochs(self._router),
         )
+        self.health.waiting_for_governance = None  # set again below while still held back
         if decision.due:
             decision = await self._decide_with_pending_changes(snapshot, decision, now, model)
         if decision.due and decision.trigger is not None:
@@ -469,6 +470,9 @@ class Keeper:
         if decision.waiting_for != self._waiting_for and decision.waiting_for is not None:
             _log.info("job.waiting_for_governance", epoch=snapshot.epoch, reason=decision.reason)
         self._waiting_for = decision.waiting_for
+        self.health.waiting_for_governance = (
+            None if decision.waiting_for is None else decision.reason
+        )
         return decision
 
     def _run_failed_job_again(self, epoch: int) -> None:

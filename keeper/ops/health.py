@@ -67,6 +67,9 @@ class HealthState:
     job_problems: list[str] = field(default_factory=list)
     # Atlantic refuses queries for lack of credit: what it said, since when.
     atlantic_out_of_credit: str | None = None
+    # A due rebalance held back by a pending governance change (the change and its eta).
+    # Shown, not degrading: it is the timelock working, and it ends with the change.
+    waiting_for_governance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def health_report(state: HealthState, thresholds: HealthThresholds, now: float) 
         "last_successful_job_at": _iso(state.last_successful_job_at),
         "provers": {name: {"available": up} for name, up in sorted(state.provers.items())},
         "jobs": state.job_problems,
+        "waiting_for_governance": state.waiting_for_governance,
         "uptime_s": round(max(now - state.started_at, 0.0), 1),
     }
 

@@ -116,6 +116,7 @@ def test_report_body() -> None:
         "last_successful_job_at": "2023-11-14T21:43:20+00:00",
         "provers": {"atlantic": {"available": True}, "stone": {"available": True}},
         "jobs": [],
+        "waiting_for_governance": None,
         "uptime_s": 3600.0,
     }
 
@@ -307,3 +308,12 @@ def test_outages_failed_epochs_and_atlantic_credit_degrade_with_their_reasons() 
         "Atlantic is out of credit since 2030-01-01: top up",
     ]
     assert health_report(state, THRESHOLDS, NOW)["jobs"] == state.job_problems
+
+
+def test_a_rebalance_held_by_governance_is_shown_and_does_not_degrade() -> None:
+    state = healthy_state()
+    state.waiting_for_governance = "not due: waiting for governance change max_single_bps"
+    assert assess(state, THRESHOLDS, NOW) == ("ok", [])
+    body = health_report(state, THRESHOLDS, NOW)
+    assert body["waiting_for_governance"] == state.waiting_for_governance
+    assert health_report(healthy_state(), THRESHOLDS, NOW)["waiting_for_governance"] is None
