@@ -107,7 +107,7 @@ class DemoError(KeeperError):
 
 
 class DemoInterrupted(KeyboardInterrupt):
-    """SIGTERM of the demo: handled exactly like Ctrl-C (asyncio re-raises it at once)."""
+    """Ctrl-C or SIGTERM of the demo (asyncio re-raises a KeyboardInterrupt at once)."""
 
 
 # ---------------------------------------------------------------------------- pure parts
@@ -563,15 +563,20 @@ def _printer(out: TextIO) -> Printer:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise DemoInterrupted wherever the demo is. Our own SIGINT
+    handler also keeps asyncio.run from installing its own, which only cancels the main
+    task: a cancellation a library swallows (asyncio.wait_for's race) ran the demo on."""
+
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise DemoInterrupted()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -607,7 +612,7 @@ def run_demo(
     env = dict(os.environ if environ is None else environ)
     setup = resolve_prover(options.prover, env)
     say = _printer(out)
-    with _sigterm_as_interrupt(), _work_dir(options.keep_dir) as work_dir:
+    with _signals_as_interrupt(), _work_dir(options.keep_dir) as work_dir:
         run = DemoRun(work_dir, say)
         say(f"work dir {work_dir}")
         try:
