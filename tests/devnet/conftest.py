@@ -32,26 +32,14 @@ from keeper.chain.deploy import ContractArtifact, class_hash_at, compiled_class_
 from keeper.devnet import deploy as devnet_deploy
 from keeper.devnet.integrity import classes_dir, load_classes
 from tests.support.devnet import Devnet, DevnetAccount, start_devnet
+from tests.support.integrity import classes_skip_reason
 
 PASSWORD = "correct horse battery staple"
 DEPLOYER, KEEPER, OTHER = 0, 1, 2
 FRESH_CHAIN_ID = "SN_OBSQRA_TEST"
 
 
-def integrity_skip_reason() -> str | None:
-    try:
-        found = classes_dir()
-    except Exception as exc:
-        return f"Integrity classes unusable: {exc}"
-    if found is None:
-        return (
-            "Integrity's compiled classes are absent (../shared/integrity/classes or "
-            "INTEGRITY_CLASSES_DIR): no Integrity FactRegistry to deploy against"
-        )
-    return None
-
-
-INTEGRITY_SKIP = integrity_skip_reason()
+INTEGRITY_SKIP = classes_skip_reason()
 needs_integrity = pytest.mark.skipif(INTEGRITY_SKIP is not None, reason=INTEGRITY_SKIP or "")
 
 

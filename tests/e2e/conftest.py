@@ -6,15 +6,17 @@ skipped with the reason when Integrity's compiled classes are absent)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from keeper.devnet import deploy as devnet_deploy
-from keeper.devnet.integrity import classes_dir
 from tests.contracts import conftest as _contracts
 from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
 from tests.support.devnet import Devnet
+from tests.support.integrity import classes_skip_reason
 
 pytestmark = pytest.mark.devnet
 
@@ -27,16 +29,8 @@ def program_hashes() -> tuple[int, int]:
 
 
 @pytest.fixture
-async def deployed(
-    devnet: Devnet,
-    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
-    codecs: dict[str, AbiCodec],
-    program_hashes: tuple[int, int],
-) -> Deployed:
-    direct, child = program_hashes
-    return await deploy_fresh(
-        devnet, contract_artifacts, codecs, program_hash=direct, child_program_hash=child
-    )
+async def deployed(deploy_real: DeployReal) -> Deployed:
+    return await deploy_real()
 
 
 @pytest.fixture
@@ -44,35 +38,35 @@ def keeper_dir(tmp_path: Path) -> Path:
     return tmp_path / "keeper"
 
 
-def _integrity_skip_reason() -> str | None:
-    try:
-        found = classes_dir()
-    except Exception as exc:  # a broken folder: say what is wrong with it
-        return f"Integrity's compiled classes are unusable: {exc}"
-    if found is None:
-        return (
-            "Integrity's compiled classes are absent (../shared/integrity/classes or "
-            "INTEGRITY_CLASSES_DIR): no real verifier to register Stone facts"
-        )
-    return None
+DeployReal = Callable[..., Awaitable[Deployed]]
 
 
 @pytest.fixture
-async def deployed_with_integrity(
+def deploy_real(
     devnet: Devnet,
     contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
     codecs: dict[str, AbiCodec],
     program_hashes: tuple[int, int],
-) -> Deployed:
-    reason = _integrity_skip_reason()
+) -> DeployReal:
+    """A fresh deployment accepting the real program; ``deploy_fresh``'s options apply."""
+    direct, child = program_hashes
+
+    async def deploy(**options: Any) -> Deployed:
+        return await deploy_fresh(
+            devnet,
+            contract_artifacts,
+            codecs,
+            program_hash=direct,
+            child_program_hash=child,
+            **options,
+        )
+
+    return deploy
+
+
+@pytest.fixture
+async def deployed_with_integrity(deploy_real: DeployReal) -> Deployed:
+    reason = classes_skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    direct, child = program_hashes
-    return await deploy_fresh(
-        devnet,
-        contract_artifacts,
-        codecs,
-        program_hash=direct,
-        child_program_hash=child,
-        fact_registry="integrity",
-    )
+    return await deploy_real(fact_registry="integrity")

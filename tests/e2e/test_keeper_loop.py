@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from keeper.devnet import deploy as devnet_deploy
 from prover import model
 from prover.swiftness import SwiftnessAnnotationMismatchError
-from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
+from tests.contracts.conftest import Deployed
+from tests.e2e.conftest import DeployReal
 from tests.e2e.harness import (
     KeeperSetup,
     epoch,
@@ -28,7 +28,6 @@ from tests.e2e.harness import (
     wait_for_jobs,
     wait_until,
 )
-from tests.support.devnet import Devnet
 
 pytestmark = pytest.mark.devnet
 
@@ -297,22 +296,9 @@ async def test_a_change_applied_mid_job_makes_the_keeper_run_it_again(
 
 
 @pytest.fixture
-async def timelocked(
-    devnet: Devnet,
-    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
-    codecs: dict[str, AbiCodec],
-    program_hashes: tuple[int, int],
-) -> Deployed:
+async def timelocked(deploy_real: DeployReal) -> Deployed:
     """A deployment accepting the real program, with a one-hour governance delay."""
-    direct, child = program_hashes
-    return await deploy_fresh(
-        devnet,
-        contract_artifacts,
-        codecs,
-        program_hash=direct,
-        child_program_hash=child,
-        governance_delay_s=3600,
-    )
+    return await deploy_real(governance_delay_s=3600)
 
 
 async def test_the_keeper_waits_for_a_pending_change_and_goes_on_when_it_is_settled(

@@ -24,6 +24,7 @@ from keeper.devnet.integrity import DEVNET_ARGS, IntegrityDeployment, classes_di
 from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobState, JobStore
 from tests.support.devnet import Devnet, start_devnet
+from tests.support.integrity import classes_skip_reason
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[3] / "shared" / "integrity"
 SHARED = Path(os.environ.get("INTEGRITY_DIR", _DEFAULT_SHARED))
@@ -35,18 +36,10 @@ OWNER, KEEPER = 0, 1
 
 
 def _skip_reason() -> str | None:
-    try:
-        found = classes_dir()
-    except Exception as exc:
-        return f"Integrity classes unusable: {exc}"
-    if found is None:
-        return (
-            "Integrity's compiled classes are absent (../shared/integrity or "
-            "INTEGRITY_CLASSES_DIR)"
-        )
-    if not FIBONACCI.is_file() or not ALLOCATION.is_file():
+    reason = classes_skip_reason()
+    if reason is None and (not FIBONACCI.is_file() or not ALLOCATION.is_file()):
         return f"Integrity's reference proofs are absent from {PROOFS}"
-    return None
+    return reason
 
 
 SKIP = _skip_reason()
