@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup test lint contracts bench demo clean
+.PHONY: setup test lint contracts bench demo clean stone
 
 setup:
 	@scripts/setup.sh
@@ -18,6 +18,11 @@ test: lint
 lint:
 	$(VENV)/bin/ruff check keeper prover tests bench scripts
 	$(VENV)/bin/mypy
+
+# Stone v3 from source, without Bazel (STONE_SRC= a checkout at 1414a54 or its tarball;
+# default: the tarball in ../shared/stone/build). ~50 min on 2 cores; setup skips it.
+stone:
+	@$(PY) scripts/install_stone.py --build
 
 contracts:
 	@scripts/build_contracts.sh

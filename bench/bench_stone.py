@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from prover.settings import ProverSettings
-from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner, locate_stone
+from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
+from prover.stone_tools import locate_stone
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "stone-samples"
 # (log_n_cosets, proof_of_work_bits): n_queries follows from the required bits.
@@ -31,7 +32,8 @@ SHAPES = ((2, 20), (2, 24), (3, 20), (4, 20), (4, 24))
 
 
 def _binaries() -> tuple[Path, Path] | None:
-    return locate_stone(os.environ)
+    build = locate_stone(os.environ)
+    return None if build is None else (build.prover, build.verifier)
 
 
 def _sample_trace(root: Path) -> Path:

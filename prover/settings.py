@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from prover.stone_tools import TOOLS_DIR, StoneBuild, find_stone
 
 PolicyName = Literal["stone_then_atlantic", "stone_only", "atlantic_only", "cheapest", "dev"]
 ProverKind = Literal["stone", "atlantic", "dev"]
@@ -90,7 +92,9 @@ class ProverSettings(BaseModel):
 
     # --- Stone -----------------------------------------------------------------------
     stone_prover_path: Path | None = Field(
-        default=None, description="cpu_air_prover; unset: Stone is not used"
+        default=None,
+        description="cpu_air_prover; unset: the one `make setup` installed "
+        "(.tools/stone/bin), else cpu_air_prover on PATH, else Stone is not used",
     )
     stone_verifier_path: Path | None = Field(
         default=None, description="cpu_air_verifier; every proof is verified locally"
@@ -170,6 +174,29 @@ class ProverSettings(BaseModel):
     # Consecutive failed Atlantic jobs that open the breaker, and how long it stays open.
     circuit_breaker_failures: int = Field(default=3, ge=1)
     circuit_breaker_cooldown_s: float = Field(default=600.0, gt=0)
+
+    # The Stone these settings use, found by ``with_stone`` (where, and what build).
+    _stone_build: StoneBuild | None = PrivateAttr(default=None)
+
+    @property
+    def stone_build(self) -> StoneBuild | None:
+        return self._stone_build
+
+    def with_stone(self, path_env: str | None, *, tools_dir: Path = TOOLS_DIR) -> Self:
+        """These settings with Stone's binaries found in the documented order (the
+        configured paths, the project's tools directory, ``path_env``) and recorded; the
+        same settings when no Stone is anywhere."""
+        build = find_stone(
+            self.stone_prover_path, self.stone_verifier_path, path_env=path_env,
+            tools_dir=tools_dir,
+        )
+        if build is None:
+            return self
+        located = self.model_copy(
+            update={"stone_prover_path": build.prover, "stone_verifier_path": build.verifier}
+        )
+        located._stone_build = build
+        return located
 
     def atlantic_price(self, job_size: str | None) -> Decimal | None:
         """The configured price of one Atlantic job of ``job_size``; None when unknown."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import re
@@ -28,6 +30,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -267,8 +270,24 @@ def _last_line(text: str) -> str:
 # --- process handling -------------------------------------------------------------------
 
 
-def _limit_address_space(limit_bytes: int) -> None:  # runs in the child before exec
-    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _child_setup(limit_bytes: int | None, parent_pid: int) -> None:  # in the child, pre-exec
+    """Tie the prover's life to the keeper's, then cap its address space.
+
+    Stone runs in its own session (so a timeout or a cancelled job can kill its whole
+    group), which also takes it out of the keeper's process group: a keeper killed with
+    SIGKILL, or a systemd unit whose main process died, would leave it running and a
+    restarted keeper would start a second one. PR_SET_PDEATHSIG makes the kernel kill it
+    when the thread that started it (the event loop's) goes away."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the keeper died before the request took effect
+            os._exit(1)
+    if limit_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
 async def _wait4(pid: int) -> tuple[int, resource.struct_rusage]:
@@ -338,7 +357,7 @@ async def _run_child(
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=(lambda: _limit_address_space(limit)) if limit else None,
+                preexec_fn=functools.partial(_child_setup, limit, os.getpid()),
                 env=dict(env),
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
@@ -594,23 +613,3 @@ class StoneRunner:
                 stderr_tail=run.log_tail,
             )
         return len(raw)
-
-
-STONE_PATH_ENV = ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH")
-STONE_BINARIES = ("cpu_air_prover", "cpu_air_verifier")
-
-
-def locate_stone(environ: Mapping[str, str]) -> tuple[Path, Path] | None:
-    """The Stone pair a tool outside the daemon should use (demo, bench, the real-Stone
-    test): each binary from its KEEPER_PROVER__STONE_*_PATH, else from PATH, the verifier
-    also beside the prover; None unless both are there."""
-    search = environ.get("PATH")
-    found: list[Path] = []
-    for env, name in zip(STONE_PATH_ENV, STONE_BINARIES, strict=True):
-        named = environ.get(env) or shutil.which(name, path=search)
-        if not named and found:
-            named = str(found[0].parent / name)
-        if not named or not Path(named).is_file():
-            return None
-        found.append(Path(named))
-    return found[0], found[1]

@@ -108,7 +108,13 @@ install_crate starknet-compile "$STARKNET_COMPILE_VERSION" starknet-compile
 scripts/install_swiftness.sh small:keccak_160_lsb:stone6 \
   || die "installing swiftness (see the messages above)"
 
-# --- 5. Contracts (Sierra + CASM into contracts/target/) ----------------------------------
+# --- 5. Stone v3, the local prover (no registry offers it) -----------------------------------
+# From prebuilt binaries (STONE_DIST, default ../shared/stone/bin) after checking their
+# sha256; a source build is `make stone`. Skipped when a Stone is configured or when the
+# installed binaries still have their recorded sha256; says in one line what is missing.
+"$VENV/bin/python" scripts/install_stone.py || die "installing Stone (see the message above)"
+
+# --- 6. Contracts (Sierra + CASM into contracts/target/) ----------------------------------
 if [ -x scripts/build_contracts.sh ]; then
   scripts/build_contracts.sh || die "building the contracts (see the messages above)"
 fi

@@ -409,7 +409,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     secrets = load_secrets(environ)
     token = _ENVIRON.set(environ)
     try:
-        return KeeperConfig(**table, secrets=secrets)
+        cfg = KeeperConfig(**table, secrets=secrets)
+        return cfg.model_copy(update={"prover": cfg.prover.with_stone(environ.get("PATH"))})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc), source=source) from None
     finally:
@@ -433,7 +434,7 @@ def load_prover_config(environ: Mapping[str, str]) -> tuple[ProverConfig, Secret
     secrets = load_secrets(environ)
     token = _ENVIRON.set(environ)
     try:
-        return _ProverOnly().prover, secrets
+        return _ProverOnly().prover.with_stone(environ.get("PATH")), secrets
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc), source="the environment") from None
     finally:

@@ -43,7 +43,7 @@ from keeper.devnet import deploy as devnet_deploy
 from keeper.devnet import integrity as devnet_integrity
 from keeper.devnet import node as devnet_node
 from keeper.devnet.process import KeeperConfigSpec, KeeperProcess, start_keeper
-from prover.stone import locate_stone
+from prover.stone_tools import locate_stone
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMS = ROOT / "config" / "deploy.devnet.toml"
@@ -153,7 +153,8 @@ class ProverSetup:
 def resolve_prover(choice: ProverChoice, environ: Mapping[str, str]) -> ProverSetup:
     """The setup ``--prover`` asks for.
 
-    Stone counts as configured when ``prover.stone.locate_stone`` finds both binaries;
+    Stone counts as configured when ``prover.stone_tools.locate_stone`` finds both
+    binaries (the environment's paths, the tools directory `make setup` fills, PATH);
     its facts are registered by Integrity, so the stone path also needs Integrity's
     compiled classes (``keeper.devnet.integrity.classes_dir``). ``auto`` takes Stone
     when both are there, else dev.
@@ -163,14 +164,15 @@ def resolve_prover(choice: ProverChoice, environ: Mapping[str, str]) -> ProverSe
     stone = locate_stone(environ)
     classes = devnet_integrity.classes_dir(environ)
     if stone is not None and classes is not None:
-        return ProverSetup("stone_only", stone[0], stone[1], classes)
+        return ProverSetup("stone_only", stone.prover, stone.verifier, classes)
     if choice == "auto":
         return ProverSetup("dev")
     if stone is None:
         raise UsageError(
-            "--prover stone: Stone is not configured; set KEEPER_PROVER__STONE_PROVER_PATH "
-            "and KEEPER_PROVER__STONE_VERIFIER_PATH, or put cpu_air_prover and "
-            "cpu_air_verifier on PATH (or use --prover dev)"
+            "--prover stone: no Stone found; `make setup` installs Stone v3 into "
+            ".tools/stone (from ../shared/stone/bin or STONE_DIST), or set "
+            "KEEPER_PROVER__STONE_PROVER_PATH and KEEPER_PROVER__STONE_VERIFIER_PATH, or put "
+            "cpu_air_prover and cpu_air_verifier on PATH (or use --prover dev)"
         )
     raise UsageError(
         "--prover stone: Integrity's compiled classes are absent "

@@ -4,9 +4,9 @@ three epochs. Each: the model traced on the on-chain inputs, proved by Stone, pr
 by swiftness, verified and registered by Integrity's split transactions (the registrar),
 then executed by the router under the pinned verifier configuration.
 
-Skipped, with the reason, when Stone is not configured (``prover.stone.locate_stone``:
-KEEPER_PROVER__STONE_PROVER_PATH/…_VERIFIER_PATH or cpu_air_prover/cpu_air_verifier on
-PATH) or Integrity's compiled classes are absent.
+Runs wherever `make setup` installed Stone (``prover.stone_tools.locate_stone``: the
+KEEPER_PROVER__STONE_*_PATH variables, .tools/stone, PATH); skipped, with the reason, only
+where no Stone or no Integrity classes are there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from prover import model
-from prover.stone import locate_stone
+from prover.stone_tools import locate_stone
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     KeeperSetup,
@@ -39,13 +39,12 @@ def stone_env() -> dict[str, str]:
     found = locate_stone(os.environ)
     if found is None:
         pytest.skip(
-            "real Stone not configured: put cpu_air_prover and cpu_air_verifier on PATH or "
-            "set KEEPER_PROVER__STONE_PROVER_PATH and KEEPER_PROVER__STONE_VERIFIER_PATH"
+            "no real Stone: `make setup` installs it from ../shared/stone/bin (or "
+            "STONE_DIST); or set KEEPER_PROVER__STONE_PROVER_PATH and …_VERIFIER_PATH"
         )
-    prover, verifier = found
     return {
-        "KEEPER_PROVER__STONE_PROVER_PATH": str(prover),
-        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(verifier),
+        "KEEPER_PROVER__STONE_PROVER_PATH": str(found.prover),
+        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(found.verifier),
     }
 
 

@@ -9,6 +9,8 @@ import os
 import select
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,10 @@ from prover.stone import (
     StoneVerifyFailedError,
     choose_fri,
     classify_prover_failure,
-    locate_stone,
     public_outputs,
     stone_parameter_file,
 )
+from prover.stone_tools import locate_stone
 from tests.support.reference import STONE_SAMPLES
 
 SAMPLES = STONE_SAMPLES
@@ -287,6 +289,49 @@ async def test_cancellation_kills_the_whole_process_group(
     assert _process_ends_within(int(pidfile.read_text()), 10)
 
 
+def _children_named(parent: int, name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and name.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_keeper_leaves_no_prover_behind(trace_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL of the process that started Stone (a keeper killed by the OOM killer or
+    `kill -9`): the prover, in its own session, dies with it."""
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from tests.prover.test_stone import fake_settings\n"
+        "from prover.stone import StoneRunner\n"
+        "asyncio.run(StoneRunner(fake_settings()).prove(Path(sys.argv[1])))\n"
+    )
+    env = {**os.environ, "FAKE_STONE_MODE": "hang", "FAKE_STONE_CHILD_PIDFILE": str(pidfile)}
+    keeper = subprocess.Popen([sys.executable, "-c", script, str(trace_dir)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        provers: list[int] = []
+        while not provers and time.monotonic() < deadline and keeper.poll() is None:
+            provers = _children_named(keeper.pid, "cpu_air_prover")
+            time.sleep(0.05)  # polling /proc for the child: nothing to wait on
+        assert provers, "the prover never started"
+        assert _process_ends_within(provers[0], 0) is False  # running
+    finally:
+        keeper.kill()
+        keeper.wait()
+    assert _process_ends_within(provers[0], 5)
+
+
 @pytest.mark.parametrize(
     ("mode", "error", "code"),
     [
@@ -407,7 +452,8 @@ def test_fake_verifier_refuses_tampered_public_input(trace_dir: Path) -> None:
 
 
 def _real_stone() -> tuple[Path, Path] | None:
-    return locate_stone(os.environ)
+    build = locate_stone(os.environ)
+    return None if build is None else (build.prover, build.verifier)
 
 
 @pytest.mark.stone
@@ -415,8 +461,8 @@ async def test_real_stone_proves_and_verifies(trace_dir: Path) -> None:
     binaries = _real_stone()
     if binaries is None:
         pytest.skip(
-            "real Stone not configured: put cpu_air_prover on PATH or set "
-            "KEEPER_PROVER__STONE_PROVER_PATH"
+            "no real Stone: `make setup` installs it from ../shared/stone/bin (or "
+            "STONE_DIST); or set KEEPER_PROVER__STONE_PROVER_PATH"
         )
     prover, verifier = binaries
     settings = ProverSettings(

@@ -13,8 +13,9 @@ def register(sub: Any) -> None:
         help="run the keeper end to end on a local starknet-devnet (make demo)",
         description=(
             "Start a starknet-devnet on a free port, build and deploy the contracts, start "
-            "the keeper (dev prover, or Stone when configured), drive metric updates and "
-            "rebalance requests, and print the allocations executed on-chain and the cost "
+            "the keeper (Stone and Integrity when installed, else the dev prover), drive "
+            "metric updates and rebalance requests, and print the allocations executed "
+            "on-chain and the cost "
             "table. Every process it starts is stopped on exit and on Ctrl-C. Exit 0 on "
             "success, 1 on a failure, 130 when interrupted."
         ),
@@ -30,9 +31,11 @@ def register(sub: Any) -> None:
         choices=("dev", "stone", "auto"),
         default="auto",
         help=(
-            "dev: trusted devnet registration, no proof; stone: Stone (set "
-            "KEEPER_PROVER__STONE_PROVER_PATH/…_VERIFIER_PATH or put cpu_air_prover and "
-            "cpu_air_verifier on PATH); auto (default): stone when configured, else dev"
+            "dev: trusted devnet registration, no proof (quick); stone: the real path, "
+            "Stone + swiftness + Integrity's verification on the devnet (Stone from "
+            "`make setup`'s .tools/stone, KEEPER_PROVER__STONE_*_PATH or PATH; Integrity's "
+            "classes from ../shared/integrity); auto (default): stone when both are there, "
+            "else dev"
         ),
     )
     parser.add_argument(

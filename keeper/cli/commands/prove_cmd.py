@@ -25,7 +25,6 @@ from keeper.engine.provers import build_proving_policy
 from prover.errors import InputError
 from prover.policy import ProofAttempt, ProofOutcome, ProofRequest
 from prover.settings import PolicyName, ProverSettings
-from prover.stone import locate_stone
 
 API_KEY_FILE_ENV = "KEEPER_ATLANTIC_API_KEY_FILE"
 ENV_PREFIX = "KEEPER_PROVER__"
@@ -118,17 +117,13 @@ def outcome_json(outcome: ProofOutcome) -> dict[str, Any]:
 
 def _settings(args: argparse.Namespace) -> ProverSettings:
     """With a keeper config (--config or KEEPER_CONFIG): its [prover] section and secrets,
-    exactly as the daemon would prove. Without one: the KEEPER_PROVER__* variables, with
-    Stone found on PATH when they name none, so prover/ works on its own. The security bits
-    are --security-bits: a trace alone cannot know the router's minimum."""
+    exactly as the daemon would prove. Without one: the KEEPER_PROVER__* variables; either
+    way Stone is found as the daemon finds it (config, the tools directory `make setup`
+    installs into, PATH), so prover/ works on its own. The security bits are
+    --security-bits: a trace alone cannot know the router's minimum."""
     path = config_path_from(args.config, os.environ)
     if path is None:
         section, secrets = load_prover_config(os.environ)
-        stone = locate_stone(os.environ)
-        if section.stone_prover_path is None and stone is not None:
-            section = section.model_copy(
-                update={"stone_prover_path": stone[0], "stone_verifier_path": stone[1]}
-            )
     else:
         cfg = load_config(path, os.environ)
         section, secrets = cfg.prover, cfg.secrets
