@@ -90,6 +90,7 @@ from prover.model import compute_allocation
 from prover.policy import ProofAttempt
 from prover.program import DEFAULT_LAYOUT, compiled_program
 from prover.settings import POLICY_PROVERS
+from prover.stone_tools import describe_generation
 from prover.swiftness import SwiftnessError, SwiftnessRunner, swiftness_program_hash
 from prover.swiftness import VerifierConfig as SwiftnessBuild
 
@@ -264,6 +265,7 @@ class Keeper:
                 f"prover.parameter_set = {stone_version!r} makes proofs Integrity cannot "
                 "verify on-chain: use stone6 (or stone5) with a 2024 Stone build"
             )
+        self._stone_gate()
         pin = gov.direct_pin
         if pin is not None:
             await self._check_verifier(gov.fact_registry, pin)
@@ -283,6 +285,29 @@ class Keeper:
             ),
             max_calldata_felts=cfg.chain.max_calldata_felts,
             receipt_timeout_s=cfg.chain.receipt_timeout_s,
+        )
+
+    def _stone_gate(self) -> None:
+        """Name the Stone this keeper will run (path, build, parameter set); stone_only
+        without one cannot prove anything: refuse to start."""
+        p = self.cfg.prover
+        if p.stone_prover_path is None:
+            if p.policy == "stone_only":
+                raise GateError(
+                    "prover.policy = 'stone_only' but no Stone was found (prover."
+                    "stone_prover_path, .tools/stone, PATH): run `make setup`, which installs "
+                    "Stone v3, or set prover.stone_prover_path"
+                )
+            _log.warning("gate.stone", stone=None, note="no Stone found: Atlantic proves alone")
+            return
+        build = p.stone_build
+        _log.info(
+            "gate.stone",
+            prover=str(p.stone_prover_path),
+            verifier=str(p.stone_verifier_path),
+            generation=build.generation if build else describe_generation(p.stone_prover_path),
+            found_in=build.source if build else "config",
+            parameter_set=p.parameter_set,
         )
 
     async def _check_verifier(self, registry: int, pin: VerifierConfig) -> None:

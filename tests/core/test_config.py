@@ -31,7 +31,28 @@ def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("config ok: ")
-    assert out.count("\n") == 1
+    assert out.count("\n") == 2
+    assert out.splitlines()[1].startswith("stone: ")
+
+
+def test_config_check_names_the_stone_it_will_run(tmp_path: Path) -> None:
+    from keeper.cli.commands.config_cmd import stone_line
+    from prover.settings import ProverSettings
+
+    assert stone_line(ProverSettings(policy="dev")) == "stone: not used by policy dev"
+    none = ProverSettings().with_stone("", tools_dir=tmp_path / "none")
+    assert "none found" in stone_line(none) and "make setup" in stone_line(none)
+    bin_dir = tmp_path / "tools" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("cpu_air_prover", "cpu_air_verifier"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    found = ProverSettings().with_stone("", tools_dir=tmp_path / "tools")
+    line = stone_line(found)
+    assert line.startswith(f"stone: {bin_dir / 'cpu_air_prover'} (unknown build")
+    assert "found in tools" in line and "parameter set stone6" in line
+    missing = ProverSettings(stone_prover_path=tmp_path / "gone").with_stone("")
+    assert "does not exist" in stone_line(missing)
 
 
 def test_devnet_config_is_valid() -> None:

@@ -10,6 +10,29 @@ from typing import Any
 from keeper.cli.options import add_config_option
 from keeper.core.config import config_path_from, load_config
 from keeper.core.logs import display_url
+from prover.settings import POLICY_PROVERS, ProverSettings
+
+
+def stone_line(prover: ProverSettings) -> str:
+    """Which Stone the keeper will run: path, build generation, parameter set."""
+    build = prover.stone_build
+    if "stone" not in POLICY_PROVERS[prover.policy]:
+        return f"stone: not used by policy {prover.policy}"
+    if build is None:
+        return (
+            f"stone: none found, so policy {prover.policy} proves with Atlantic only "
+            "(stone_only: cannot prove); `make setup` installs Stone v3 into .tools/stone, "
+            "or set prover.stone_prover_path"
+        )
+    if build.generation == "missing":
+        return (
+            f"stone: {build.prover} does not exist (prover.stone_prover_path): fix the path, "
+            "or remove it to use the Stone `make setup` installs"
+        )
+    return (
+        f"stone: {build.prover} ({build.generation}; found in {build.source}), "
+        f"parameter set {prover.parameter_set}"
+    )
 
 
 def register(sub: Any) -> None:
@@ -37,6 +60,7 @@ def _check(args: argparse.Namespace) -> int:
         f"prover {cfg.prover.policy}; store {cfg.store.path}; "
         f"secrets: {', '.join(secrets) or 'none'}"
     )
+    print(stone_line(cfg.prover))
     return 0
 
 
