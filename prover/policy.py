@@ -310,6 +310,7 @@ class ProvingPolicy:
         self._on_attempt = on_attempt
         self._clock = clock
         self._dev = dev
+        self._running: str | None = None
         self.breaker = CircuitBreaker(
             settings.circuit_breaker_failures, settings.circuit_breaker_cooldown_s, clock
         )
@@ -320,6 +321,13 @@ class ProvingPolicy:
     @property
     def settings(self) -> ProverSettings:
         return self._settings
+
+    def phase(self) -> str:
+        """What the proof in progress is doing, in words (progress reports)."""
+        stone_phase = getattr(self._stone, "phase", None)
+        if stone_phase:
+            return f"Stone: {stone_phase}"
+        return self._running or "starting"
 
     def atlantic_credit_status(self) -> AtlanticCreditStatus:
         return self.atlantic_credit.status()
@@ -382,6 +390,7 @@ class ProvingPolicy:
             errors.append(missing)
             return None
         started = self._clock()
+        self._running = "Stone"
         try:
             result = await self._stone.prove(
                 request.trace_dir, out_dir=request.out_dir, program_path=request.program_path
@@ -393,6 +402,8 @@ class ProvingPolicy:
                                                 exc.message))
             errors.append(exc)
             return None
+        finally:
+            self._running = None
         cost = Cost(cpu_seconds=result.cpu_seconds, basis="Stone CPU seconds (no money)")
         seconds = self._clock() - started
         self._report(attempts, ProofAttempt("stone", "ok", None, seconds, result.proof_bytes,
@@ -453,6 +464,7 @@ class ProvingPolicy:
             return None
         inputs = await asyncio.to_thread(_atlantic_inputs, request)
         started = self._clock()
+        self._running = "Atlantic: query submitted, waiting for the proof"
         try:
             result = await self._atlantic.prove(
                 program=inputs.program,
@@ -474,6 +486,8 @@ class ProvingPolicy:
                                                 self._atlantic_cost(None), exc.message))
             errors.append(exc)
             return None
+        finally:
+            self._running = None
         self.breaker.record_success()
         seconds = self._clock() - started
         cost = self._atlantic_cost(result.job_size)

@@ -479,6 +479,12 @@ class StoneRunner:
         # (what RLIMIT_AS counts) close to the resident size.
         self._env = {**os.environ, "MALLOC_ARENA_MAX": "2", **(extra_env or {})}
         self._generation: StoneGeneration = "unknown"
+        self._phase: str | None = None
+
+    @property
+    def phase(self) -> str | None:
+        """What the runner is doing now (for progress reports), None when idle."""
+        return self._phase
 
     @property
     def generation(self) -> StoneGeneration:
@@ -504,9 +510,16 @@ class StoneRunner:
         job = _prepare(trace_dir, out_dir, program_path, settings)
         inputs, fri, unverified = job.inputs, job.fri, job.unverified
         outputs = public_outputs(inputs.public_input)
-        prover_exit = await self._run_prover(job)
-        proof_bytes = self._check_proof(unverified, inputs.public_input, job.params, prover_exit)
-        verifier_exit = await self._run_verifier(unverified, job.out_dir)
+        try:
+            self._phase = f"proving {inputs.n_steps} steps ({fri.security_bits()} bits)"
+            prover_exit = await self._run_prover(job)
+            proof_bytes = self._check_proof(
+                unverified, inputs.public_input, job.params, prover_exit
+            )
+            self._phase = "verifying the proof locally"
+            verifier_exit = await self._run_verifier(unverified, job.out_dir)
+        finally:
+            self._phase = None
         proof_path = job.out_dir / PROOF_FILE
         os.replace(unverified, proof_path)
         return StoneResult(

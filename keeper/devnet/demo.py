@@ -222,6 +222,18 @@ def progress_line(line: Mapping[str, Any]) -> str | None:
             )
         case "dev_prover.registered":
             return f"{who}fact registered (fee {_fee(line)})"
+        case "job.proof_started":
+            expected = line.get("expected_s")
+            return (
+                f"{who}proof started: {line.get('phase')}"
+                + (f" (recent proofs took ~{expected} s)" if expected is not None else "")
+            )
+        case "job.proof_progress":
+            expected = line.get("expected_s")
+            return (
+                f"{who}  … {line.get('phase')}: {line.get('elapsed_s')} s"
+                + (f" of ~{expected} s expected" if expected is not None else "")
+            )
         case "job.prover_chosen":
             return f"{who}prover {line.get('prover')} chosen ({line.get('reason')})"
         case "job.proof_prechecked":

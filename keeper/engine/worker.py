@@ -74,6 +74,7 @@ from keeper.engine.acceptance import (
     requirement,
 )
 from keeper.engine.policy import AcceptedProvers
+from keeper.engine.progress import proof_progress
 from keeper.engine.registrar import (
     IntegrityRegistrar,
     Pending,
@@ -351,8 +352,13 @@ class JobWorker:
         request = self._proof_request(job)
 
         self._proving_job = job
+        proving = self.proving
+        expected = self._ledger.recent_proof_seconds(
+            "atlantic" if policy == "atlantic_only" else "stone", job.n_steps
+        )
         try:
-            outcome = await self.proving.prove(request, policy=policy)
+            async with proof_progress(proving.phase, expected):
+                outcome = await proving.prove(request, policy=policy)
         finally:
             self._proving_job = None
         if outcome.prover != "dev" and self._metrics is not None:

@@ -557,6 +557,20 @@ class Ledger:
         with self._store.transaction() as own:
             return self._insert(own, entry)
 
+    def recent_proof_seconds(
+        self, prover: str, n_steps: int | None, *, last: int = 5
+    ) -> float | None:
+        """Median wall time of the last ``last`` successful proofs by ``prover`` of traces
+        of ``n_steps`` steps (any size when None); None before the first."""
+        rows = self._store.query(
+            "SELECT wall_s FROM costs WHERE kind = 'proof' AND outcome = 'ok' AND prover = ? "
+            "AND wall_s IS NOT NULL AND (? IS NULL OR n_steps = ?) ORDER BY id DESC LIMIT ?",
+            (prover, n_steps, n_steps, last),
+        )
+        if not rows:
+            return None
+        return float(statistics.median(float(r["wall_s"]) for r in rows))
+
     def has_transaction(self, tx_hash: int) -> bool:
         """Is the fee of transaction ``tx_hash`` recorded already?"""
         rows = self._store.query("SELECT 1 FROM costs WHERE tx_hash = ? LIMIT 1", (hex(tx_hash),))

@@ -167,6 +167,19 @@ def test_progress_lines_for_the_job_pipeline_and_silence_otherwise() -> None:
         "keeper error: keeper.crashed boom"
     )
     assert progress_line({"event": "stream.block", "level": "info"}) is None
+    progress = {
+        "event": "job.proof_progress",
+        "epoch": 1,
+        "phase": "Stone: proving 4096 steps (96 bits)",
+        "elapsed_s": 30,
+        "expected_s": 74,
+    }
+    assert progress_line(progress) == (
+        "epoch 1:   … Stone: proving 4096 steps (96 bits): 30 s of ~74 s expected"
+    )
+    assert progress_line({**progress, "expected_s": None}) == (
+        "epoch 1:   … Stone: proving 4096 steps (96 bits): 30 s"
+    )
 
 
 def test_allocation_executed_event_decoding() -> None:

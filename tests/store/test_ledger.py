@@ -788,3 +788,18 @@ def test_render_lists_all_allocations_when_asked(store: Store) -> None:
     at = lines.index("executed allocations, oldest first")
     assert [line.split()[0] for line in lines[at + 2 : at + 4]] == ["10", "11"]
     assert lines[at + 2].endswith("- (S: no price)")
+
+
+def test_recent_proof_seconds_is_the_median_of_the_last_successful_proofs(store: Store) -> None:
+    ledger = Ledger(store)
+    assert ledger.recent_proof_seconds("stone", 4096) is None
+    for wall in (100.0, 70.0, 74.0, 76.0, 75.0, 300.0):
+        ledger.record(None, CostEntry(None, "proof", "stone", "ok", wall_s=wall, n_steps=4096))
+    ledger.record(None, CostEntry(None, "proof", "stone", "failed", wall_s=2.0, n_steps=4096))
+    ledger.record(None, CostEntry(None, "proof", "stone", "ok", wall_s=9.0, n_steps=1024))
+    ledger.record(None, CostEntry(None, "proof", "atlantic", "ok", wall_s=900.0, n_steps=4096))
+    # The last five Stone proofs of 4,096 steps: 70, 74, 76, 75, 300 -> 75.
+    assert ledger.recent_proof_seconds("stone", 4096) == 75.0
+    assert ledger.recent_proof_seconds("stone", 1024) == 9.0
+    assert ledger.recent_proof_seconds("stone", None) == 75.0  # 9, 300, 75, 76, 74
+    assert ledger.recent_proof_seconds("atlantic", 4096) == 900.0
