@@ -1,12 +1,22 @@
-"""Benchmark the real Stone prover on a trace for parameter sets of equal security.
+"""The real Stone on the allocation trace: what each blowup costs to prove and to send.
 
-    .venv/bin/python bench/bench_stone.py [TRACE_DIR] [--bits 96] [--runs 3]
+    .venv/bin/python bench/bench_stone.py [--cosets 2,3,4] [--bits 96] [--pow 20] [--runs 1]
 
-TRACE_DIR defaults to a copy of the Stone samples (n_steps 4,096). Stone comes from
-KEEPER_PROVER__STONE_PROVER_PATH / _STONE_VERIFIER_PATH or PATH; without it the script
-prints a JSON "skipped" message and exits 0. Output: one JSON object, per parameter set
-(blowup vs queries vs PoW at the same security bits) the median of the runs of prove
-seconds, peak RSS and proof bytes. PoW grinding is random: expect spread between runs.
+Traces the allocation program on config/devnet_inputs.json (the keeper's own trace,
+4,096 steps on the small layout), then proves it with the Stone that `make setup`
+installed (or KEEPER_PROVER__STONE_*_PATH, or PATH) once per ``log_n_cosets``, each at the
+same security bits (queries follow from the blowup and the PoW bits). One JSON line per
+configuration:
+
+    {"bench": "stone", "log_n_cosets", "n_queries", "proof_of_work_bits", "security_bits",
+     "fri_step_list", "n_steps", "prove_wall_s", "prove_cpu_s", "peak_rss_mb",
+     "proof_bytes", "calldata_felts": [initial, steps…, final], "max_tx_felts", "runs"}
+
+``prove_*`` are the medians of ``--runs`` runs (prover plus local verifier, as the keeper
+runs them); ``calldata_felts`` are the felts of each transaction of Integrity's split
+verification (the account's multicall framing included). Wall time depends on what else
+the machine runs; CPU seconds much less. PoW grinding is random: expect spread. Without a
+Stone the script prints one "skipped" line and exits 0.
 """
 
 from __future__ import annotations
@@ -15,113 +25,85 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from prover.settings import ProverSettings
-from prover.stone import StoneError, StoneParameterSetUnsupportedError, StoneRunner
-from prover.stone_tools import locate_stone
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "stone-samples"
-# (log_n_cosets, proof_of_work_bits): n_queries follows from the required bits.
-SHAPES = ((2, 20), (2, 24), (3, 20), (4, 20), (4, 24))
+from prover import model  # noqa: E402
+from prover.integrity import parse_proof, split_calldata  # noqa: E402
+from prover.settings import ProverSettings  # noqa: E402
+from prover.stone import StoneError, StoneResult, StoneRunner  # noqa: E402
+from prover.stone_tools import locate_stone  # noqa: E402
+from prover.trace import generate_trace  # noqa: E402
 
-
-def _binaries() -> tuple[Path, Path] | None:
-    build = locate_stone(os.environ)
-    return None if build is None else (build.prover, build.verifier)
-
-
-def _sample_trace(root: Path) -> Path:
-    trace = root / "trace"
-    trace.mkdir()
-    for name in ("trace.bin", "memory.bin", "public_input.json", "private_input.json"):
-        shutil.copyfile(SAMPLES / name, trace / name)
-    shutil.copyfile(SAMPLES / "weights_compiled.json", trace / "program.json")
-    return trace
+INPUTS = ROOT / "config" / "devnet_inputs.json"
 
 
-async def _bench(trace: Path, base: ProverSettings, runs: int) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    settings = base
-    for cosets, pow_bits in SHAPES:
-        shape = settings.model_copy(update={"log_n_cosets": cosets, "proof_of_work_bits": pow_bits})
-        runner = StoneRunner(shape)
-        samples = []
-        try:
-            for _ in range(runs):
-                try:
-                    samples.append(await runner.prove(trace, out_dir=trace / "bench"))
-                except StoneParameterSetUnsupportedError:
-                    settings = settings.model_copy(
-                        update={"parameter_set": "keccak"}
-                    )  # CMake-era build
-                    shape = shape.model_copy(update={"parameter_set": "keccak"})
-                    runner = StoneRunner(shape)
-                    samples.append(await runner.prove(trace, out_dir=trace / "bench"))
-        except StoneError as exc:
-            results.append(
-                {
-                    "log_n_cosets": cosets,
-                    "proof_of_work_bits": pow_bits,
-                    "error": exc.code,
-                    "detail": exc.message,
-                }
-            )
-            continue
-        first = samples[0]
-        results.append(
-            {
-                "log_n_cosets": cosets,
-                "n_queries": first.fri.n_queries,
-                "proof_of_work_bits": pow_bits,
-                "security_bits": first.security_bits,
-                "fri_step_list": list(first.fri.fri_step_list),
-                "parameter_set": first.parameter_set,
-                "stone_generation": first.stone_generation,
-                "prove_seconds_median": round(
-                    statistics.median(s.wall_seconds for s in samples), 2
-                ),
-                "cpu_seconds_median": round(statistics.median(s.cpu_seconds for s in samples), 2),
-                "peak_rss_mb_median": round(statistics.median(s.peak_rss_mb for s in samples), 1),
-                "proof_bytes_median": int(statistics.median(s.proof_bytes for s in samples)),
-                "runs": len(samples),
-            }
-        )
-    return {"trace": str(trace), "required_bits": base.required_security_bits, "sets": results}
+def _felts_per_tx(proof_path: Path) -> list[int]:
+    proof = parse_proof(json.loads(proof_path.read_text()))
+    return [call.transaction_felts for call in split_calldata(proof, job_id=1)]
+
+
+async def _one(trace: Path, settings: ProverSettings, runs: int, out: Path) -> dict[str, Any]:
+    runner = StoneRunner(settings)
+    samples: list[StoneResult] = []
+    for _ in range(runs):
+        samples.append(await runner.prove(trace, out_dir=out))
+    first = samples[0]
+    felts = _felts_per_tx(first.proof_path)
+    return {
+        "bench": "stone",
+        "log_n_cosets": settings.log_n_cosets,
+        "n_queries": first.fri.n_queries,
+        "proof_of_work_bits": settings.proof_of_work_bits,
+        "security_bits": first.security_bits,
+        "fri_step_list": list(first.fri.fri_step_list),
+        "n_steps": json.loads((trace / "public_input.json").read_text())["n_steps"],
+        "parameter_set": first.parameter_set,
+        "prove_wall_s": round(statistics.median(s.wall_seconds for s in samples), 1),
+        "prove_cpu_s": round(statistics.median(s.cpu_seconds for s in samples), 1),
+        "peak_rss_mb": round(statistics.median(s.peak_rss_mb for s in samples)),
+        "proof_bytes": int(statistics.median(s.proof_bytes for s in samples)),
+        "calldata_felts": felts,
+        "max_tx_felts": max(felts),
+        "runs": len(samples),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trace_dir", nargs="?", type=Path)
-    parser.add_argument("--bits", type=int, default=ProverSettings().required_security_bits)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cosets", default="2,3,4", help="log_n_cosets values (default 2,3,4)")
+    parser.add_argument("--bits", type=int, default=96, help="security bits (default 96)")
+    parser.add_argument("--pow", type=int, default=20, help="proof-of-work bits (default 20)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per configuration")
     args = parser.parse_args()
-    binaries = _binaries()
-    if binaries is None:
-        print(
-            json.dumps(
-                {
-                    "skipped": "real Stone not found: put cpu_air_prover on PATH or "
-                    "set KEEPER_PROVER__STONE_PROVER_PATH"
-                }
-            )
-        )
+    build = locate_stone(os.environ)
+    if build is None:
+        print(json.dumps({"bench": "stone", "skipped": "no Stone: run make setup"}))
         return 0
     base = ProverSettings(
-        stone_prover_path=binaries[0],
-        stone_verifier_path=binaries[1],
+        stone_prover_path=build.prover,
+        stone_verifier_path=build.verifier,
         required_security_bits=args.bits,
-        parameter_set=os.environ.get("KEEPER_PROVER__PARAMETER_SET", "stone6"),  # type: ignore[arg-type]
+        proof_of_work_bits=args.pow,
         timeout_s=3600.0,
     )
+    inputs = model.load_inputs(INPUTS)
     with tempfile.TemporaryDirectory() as tmp:
-        trace = args.trace_dir or _sample_trace(Path(tmp))
-        print(json.dumps(asyncio.run(_bench(trace, base, args.runs)), indent=2))
+        trace = generate_trace(inputs, Path(tmp) / "trace").dir
+        for cosets in (int(c) for c in args.cosets.split(",")):
+            settings = base.model_copy(update={"log_n_cosets": cosets})
+            try:
+                line = asyncio.run(_one(trace, settings, args.runs, Path(tmp) / f"c{cosets}"))
+            except StoneError as exc:
+                line = {"bench": "stone", "log_n_cosets": cosets, "error": exc.code,
+                        "detail": exc.message}
+            print(json.dumps(line), flush=True)
     return 0
 
 
