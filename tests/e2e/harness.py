@@ -192,3 +192,23 @@ async def healthz(port: int) -> dict[str, Any]:
         reply = await http.get(f"http://127.0.0.1:{port}/healthz")
     body: dict[str, Any] = reply.json()
     return body
+
+
+def stone_provers(work_dir: Path) -> dict[int, int]:
+    """Live ``cpu_air_prover`` processes proving under ``work_dir``: pid -> parent pid
+    (a zombie is not live)."""
+    found: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat[0] == "Z" or not cmdline or not cmdline[0].endswith(b"cpu_air_prover"):
+            continue
+        if any(str(work_dir).encode() in arg for arg in cmdline):
+            found[int(entry.name)] = int(stat[1])
+    return found
+

@@ -96,6 +96,40 @@ def test_demo_executes_three_epochs_and_prints_the_cost_table(tmp_path: Path) ->
 
 
 @pytest.mark.devnet
+@pytest.mark.stone
+def test_the_real_path_demo_reports_progress_while_stone_proves(tmp_path: Path) -> None:
+    """`make demo` where setup installed Stone and Integrity's classes are there: the real
+    path (no --prover needed), and progress lines while the proof runs. One epoch here; the
+    three of `make demo` are the same loop three times."""
+    from keeper.devnet.demo import ProverSetup, resolve_prover
+
+    if resolve_prover("auto", _demo_env()) == ProverSetup("dev"):
+        pytest.skip("no Stone or no Integrity classes: the demo would run the dev prover")
+    work = tmp_path / "demo"
+    result = subprocess.run(
+        [*DEMO, "--epochs", "1", "--keep-dir", str(work)],
+        cwd=ROOT,
+        env=_demo_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert "policy stone_only" in out and "facts from Integrity" in out, out[-3000:]
+    lines = out.splitlines()
+    started = next(i for i, line in enumerate(lines) if "epoch 0: proof started: " in line)
+    checked = next(i for i, line in enumerate(lines) if "proof pre-checked by swiftness" in line)
+    progress = [line for line in lines[started:checked] if "  … Stone: " in line]
+    assert progress, "\n".join(lines[started : checked + 1])
+    assert re.search(r"… Stone: proving 4096 steps \(\d+ bits\): \d+ s", progress[0])
+    assert re.search(r"epoch 0: Integrity \w+ step \d+ \(fee ", out), out[-3000:]
+    assert "keeper: epoch 0: allocation executed in block" in out
+    assert re.search(r"demo ok: 1 executed epochs", out), out[-3000:]
+
+
+@pytest.mark.devnet
 def test_ctrl_c_mid_run_stops_keeper_and_devnet(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     process = subprocess.Popen(

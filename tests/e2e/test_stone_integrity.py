@@ -12,6 +12,7 @@ where no Stone or no Integrity classes are there.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,12 @@ from prover.stone_tools import locate_stone
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     KeeperSetup,
+    epoch,
     executed_events,
+    stone_provers,
     wait_for_epoch,
     wait_for_jobs,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.devnet, pytest.mark.stone]
@@ -86,3 +90,49 @@ async def test_three_epochs_through_stone_and_integrity(
         # Integrity's split flow: at least initial and final, then the execution.
         assert kinds.count("fact_registration") >= 2 and kinds.count("execution") == 1
         assert all(int(p["fee_amount"]) > 0 for p in paid)
+
+
+async def test_sigkill_during_a_real_proof_leaves_no_prover_and_executes_once(
+    stone_env: dict[str, str], deployed_with_integrity: Deployed, keeper_dir: Path
+) -> None:
+    """A keeper killed with SIGKILL while Stone proves (the OOM killer, `kill -9`): no
+    cpu_air_prover is left after 5 s; the restarted keeper resumes the job with exactly
+    one prover, and the epoch executes once."""
+    deployed = deployed_with_integrity
+    setup = KeeperSetup(deployed, keeper_dir, policy="stone_only", extra_env=stone_env)
+    keeper = setup.start()
+
+    async def proving() -> dict[int, int]:
+        return {p: pp for p, pp in stone_provers(keeper_dir).items() if pp == keeper.pid}
+
+    first = await wait_until("Stone proving", proving, keeper=keeper, deadline_s=600)
+    keeper.process.send_signal(signal.SIGKILL)
+    keeper.process.wait()
+
+    async def gone() -> bool:
+        return not any(pid in stone_provers(keeper_dir) for pid in first)
+
+    await wait_until("the orphaned prover gone", gone, deadline_s=5)
+
+    restarted = setup.start()
+    try:
+        seen: set[int] = set()
+
+        async def executed() -> bool:
+            provers = stone_provers(keeper_dir)
+            assert len(provers) <= 1, f"more than one prover at once: {provers}"
+            assert all(parent == restarted.pid for parent in provers.values()), provers
+            seen.update(provers)
+            return await epoch(deployed) >= 1
+
+        await wait_until(
+            "epoch 0 executed", executed, keeper=restarted, deadline_s=STONE_DEADLINE_S
+        )
+        await wait_for_jobs(setup, {"confirmed"}, restarted)
+    finally:
+        assert restarted.stop() == 0
+    assert seen, "the restarted keeper never ran Stone: the job was not resumed by a proof"
+    assert len(await executed_events(deployed)) == 1
+    jobs = setup.query("SELECT epoch, state, prover FROM jobs")
+    assert [(j["epoch"], j["state"], j["prover"]) for j in jobs] == [(0, "confirmed", "stone")]
+
