@@ -17,6 +17,7 @@ from typing import Any
 
 from keeper.devnet.process import KeeperConfigSpec, KeeperProcess, start_keeper
 from tests.contracts.conftest import Deployed
+from tests.support.processes import live_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 180.0
@@ -194,21 +195,7 @@ async def healthz(port: int) -> dict[str, Any]:
     return body
 
 
-def stone_provers(work_dir: Path) -> dict[int, int]:
-    """Live ``cpu_air_prover`` processes proving under ``work_dir``: pid -> parent pid
-    (a zombie is not live)."""
-    found: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat[0] == "Z" or not cmdline or not cmdline[0].endswith(b"cpu_air_prover"):
-            continue
-        if any(str(work_dir).encode() in arg for arg in cmdline):
-            found[int(entry.name)] = int(stat[1])
-    return found
 
+def stone_provers(work_dir: Path) -> dict[int, int]:
+    """Live ``cpu_air_prover`` processes proving under ``work_dir``: pid -> parent pid."""
+    return live_processes("cpu_air_prover", argument_contains=str(work_dir))

@@ -59,6 +59,21 @@ def _read_until(process: subprocess.Popen[str], pattern: str, deadline_s: float)
     raise AssertionError(f"the demo never printed {pattern!r}; it printed:\n{''.join(seen)}")
 
 
+def _run_demo(*args: str) -> str:
+    """The demo run to its end; its stdout (fails with both streams on a non-zero exit)."""
+    result = subprocess.run(
+        [*DEMO, *args],
+        cwd=ROOT,
+        env=_demo_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -70,17 +85,7 @@ def _group_alive(pgid: int) -> bool:
 @pytest.mark.devnet
 def test_demo_executes_three_epochs_and_prints_the_cost_table(tmp_path: Path) -> None:
     work = tmp_path / "demo"
-    result = subprocess.run(
-        [*DEMO, "--epochs", "3", "--prover", "dev", "--keep-dir", str(work)],
-        cwd=ROOT,
-        env=_demo_env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
-    out = result.stdout
-    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    out = _run_demo("--epochs", "3", "--prover", "dev", "--keep-dir", str(work))
     match = re.search(r"demo ok: (\d+) executed epochs", out)
     assert match is not None and int(match.group(1)) >= 3, out[-3000:]
     for epoch in range(3):
@@ -105,18 +110,7 @@ def test_the_real_path_demo_reports_progress_while_stone_proves(tmp_path: Path) 
 
     if resolve_prover("auto", _demo_env()) == ProverSetup("dev"):
         pytest.skip("no Stone or no Integrity classes: the demo would run the dev prover")
-    work = tmp_path / "demo"
-    result = subprocess.run(
-        [*DEMO, "--epochs", "1", "--keep-dir", str(work)],
-        cwd=ROOT,
-        env=_demo_env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
-    out = result.stdout
-    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    out = _run_demo("--epochs", "1", "--keep-dir", str(tmp_path / "demo"))
     assert "policy stone_only" in out and "facts from Integrity" in out, out[-3000:]
     lines = out.splitlines()
     started = next(i for i, line in enumerate(lines) if "epoch 0: proof started: " in line)

@@ -38,6 +38,7 @@ from prover.stone import (
     stone_parameter_file,
 )
 from prover.stone_tools import locate_stone
+from tests.support.processes import live_processes
 from tests.support.reference import STONE_SAMPLES
 
 SAMPLES = STONE_SAMPLES
@@ -289,22 +290,6 @@ async def test_cancellation_kills_the_whole_process_group(
     assert _process_ends_within(int(pidfile.read_text()), 10)
 
 
-def _children_named(parent: int, name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and name.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def test_a_killed_keeper_leaves_no_prover_behind(trace_dir: Path, tmp_path: Path) -> None:
     """SIGKILL of the process that started Stone (a keeper killed by the OOM killer or
     `kill -9`): the prover, in its own session, dies with it."""
@@ -322,7 +307,11 @@ def test_a_killed_keeper_leaves_no_prover_behind(trace_dir: Path, tmp_path: Path
         deadline = time.monotonic() + 60
         provers: list[int] = []
         while not provers and time.monotonic() < deadline and keeper.poll() is None:
-            provers = _children_named(keeper.pid, "cpu_air_prover")
+            provers = [
+                pid
+                for pid, parent in live_processes("cpu_air_prover").items()
+                if parent == keeper.pid
+            ]
             time.sleep(0.05)  # polling /proc for the child: nothing to wait on
         assert provers, "the prover never started"
         assert _process_ends_within(provers[0], 0) is False  # running
