@@ -108,10 +108,11 @@ class ProverSettings(BaseModel):
     required_security_bits: int = Field(default=96, ge=1, le=256, exclude=True)
     # Default FRI shape for 96 bits: 4 cosets x 19 queries + 20 PoW bits. The on-chain
     # verification, not the prover, is the expensive side: Integrity's gas and calldata
-    # scale with the number of queries. 2 x 38 + 20 proves about twice as fast (FACTS §1:
-    # 5.3 s vs 10.3 s on 4,096 steps) but its verify_proof_initial needs 5,010 calldata
-    # felts, over the 5,000 a Starknet transaction may carry, and ~409.5 M L2 gas in all
-    # (../shared/integrity/README.md); 19 queries roughly halves both. 20 PoW bits is the
+    # scale with the number of queries. 2 x 38 + 20 takes about 1/3.5 of the prover CPU
+    # (bench/bench_stone.py: 38.8 vs 135.8 CPU s on the allocation trace) but its
+    # verify_proof_initial needs 4,994-5,010 calldata felts, at or over the 5,000 a
+    # Starknet transaction may carry, and ~409.5 M L2 gas in all; 19 queries roughly
+    # halves both. 20 PoW bits is the
     # lowest Integrity accepts ([20, 50)); PoW grinding time varies wildly run to run.
     log_n_cosets: int = Field(default=4, ge=1, le=16)
     proof_of_work_bits: int = Field(default=20, ge=20, lt=50)

@@ -68,6 +68,9 @@ class FakeProving:
     def __init__(self, proof: Path) -> None:
         self.proof = proof
 
+    def phase(self) -> str:
+        return "Stone: proving"
+
     async def prove(self, request: Any, *, policy: Any) -> Any:
         from prover.policy import Cost, ProofOutcome
 
