@@ -9,8 +9,8 @@ the Stone generation, which is how the keeper names the build it will use.
 
 The order in which every tool finds Stone (the daemon, ``prove``, the demo, the tests):
 the config (``prover.stone_prover_path``, or its ``KEEPER_PROVER__STONE_PROVER_PATH``
-override), the project's tools directory, then ``PATH``. The verifier defaults to the
-one beside the prover.
+override), the project's tools directory (``STONE_TOOLS_DIR`` when set), then ``PATH``.
+The verifier defaults to the one beside the prover.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ STONE_BINARIES = ("cpu_air_prover", "cpu_air_verifier")
 STONE_PATH_ENV = ("KEEPER_PROVER__STONE_PROVER_PATH", "KEEPER_PROVER__STONE_VERIFIER_PATH")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOLS_DIR = PROJECT_ROOT / ".tools" / "stone"
+TOOLS_DIR_ENV = "STONE_TOOLS_DIR"
 BUILD_INFO = "BUILD_INFO.json"
 SHA256SUMS = "SHA256SUMS"
 
@@ -135,9 +136,13 @@ def _on_path(path: Path, path_env: str | None) -> Path:
     return path.absolute()
 
 
-def locate_stone(
-    environ: Mapping[str, str], *, tools_dir: Path = TOOLS_DIR
-) -> StoneBuild | None:
+def tools_dir_from(environ: Mapping[str, str]) -> Path:
+    """Where `make setup` installs Stone: ``STONE_TOOLS_DIR``, else the checkout's
+    ``.tools/stone`` (the installer and every reader agree on it)."""
+    return Path(environ.get(TOOLS_DIR_ENV) or TOOLS_DIR)
+
+
+def locate_stone(environ: Mapping[str, str]) -> StoneBuild | None:
     """The Stone a tool outside a keeper config uses (demo, bench, tests): the
     ``KEEPER_PROVER__STONE_*_PATH`` variables, then the tools directory, then PATH; None
     unless a whole pair is there."""
@@ -146,7 +151,7 @@ def locate_stone(
         Path(named[0]) if named[0] else None,
         Path(named[1]) if named[1] else None,
         path_env=environ.get("PATH"),
-        tools_dir=tools_dir,
+        tools_dir=tools_dir_from(environ),
     )
     if build is None or _pair(build.prover, build.verifier) is None:
         return None

@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from prover.stone_tools import (  # noqa: E402 - after the path set-up above
     STONE_PATH_ENV,
-    TOOLS_DIR,
     StoneInstallError,
     install_prebuilt,
     installed_matches,
     read_build_info,
     remove_partial,
+    tools_dir_from,
 )
 
 SHARED_STONE = ROOT.parent / "shared" / "stone"
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--build", action="store_true", help="build from source (make stone)")
     args = parser.parse_args(argv)
     environ = os.environ
-    tools_dir = Path(environ.get("STONE_TOOLS_DIR") or TOOLS_DIR)
+    tools_dir = tools_dir_from(environ)
     configured = environ.get(STONE_PATH_ENV[0])
     if configured:
         say(f"stone: configured by {STONE_PATH_ENV[0]}={configured} (nothing installed)")

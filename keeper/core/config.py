@@ -42,6 +42,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from keeper.core.errors import ConfigError
 from keeper.core.logs import MIN_SECRET_LEN
 from prover.settings import HttpUrl, ProverSettings
+from prover.stone_tools import tools_dir_from
 
 ENV_PREFIX = "KEEPER_"
 CONFIG_ENV = "KEEPER_CONFIG"
@@ -410,7 +411,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     token = _ENVIRON.set(environ)
     try:
         cfg = KeeperConfig(**table, secrets=secrets)
-        return cfg.model_copy(update={"prover": cfg.prover.with_stone(environ.get("PATH"))})
+        stone = cfg.prover.with_stone(environ.get("PATH"), tools_dir=tools_dir_from(environ))
+        return cfg.model_copy(update={"prover": stone})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc), source=source) from None
     finally:
@@ -434,7 +436,8 @@ def load_prover_config(environ: Mapping[str, str]) -> tuple[ProverConfig, Secret
     secrets = load_secrets(environ)
     token = _ENVIRON.set(environ)
     try:
-        return _ProverOnly().prover.with_stone(environ.get("PATH")), secrets
+        prover = _ProverOnly().prover
+        return prover.with_stone(environ.get("PATH"), tools_dir=tools_dir_from(environ)), secrets
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc), source="the environment") from None
     finally:

@@ -189,6 +189,8 @@ def test_unconfigured_stone_is_one_line(
 ) -> None:
     env.delenv("KEEPER_PROVER__STONE_PROVER_PATH")
     env.delenv("KEEPER_PROVER__STONE_VERIFIER_PATH")
+    env.setenv("STONE_TOOLS_DIR", str(trace_dir / "no-tools"))  # not the checkout's install
+    env.setenv("PATH", str(trace_dir / "no-bin"))
     assert main(["prove", str(trace_dir), "--prover", "stone"]) == 1
     err = capsys.readouterr().err
     assert "stone_prover_path" in err
@@ -255,7 +257,9 @@ def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:
 
 
 def test_prover_section_without_anything_is_the_defaults() -> None:
-    section, secrets = load_prover_config({"PATH": "/nonexistent"})
+    section, secrets = load_prover_config(
+        {"PATH": "/nonexistent", "STONE_TOOLS_DIR": "/nonexistent"}
+    )
     settings = section.runtime(secrets, required_security_bits=96)
     assert settings.stone_prover_path is None
     assert settings.atlantic_api_key is None

@@ -85,16 +85,20 @@ def test_a_configured_prover_is_kept_even_when_missing(tmp_path: Path) -> None:
 def test_locate_needs_a_whole_pair(tmp_path: Path) -> None:
     empty = tmp_path / "no-tools"
     _binary(tmp_path / "half", "cpu_air_prover")
-    assert locate_stone({"PATH": str(tmp_path / "half")}, tools_dir=empty) is None
+    assert locate_stone({"PATH": str(tmp_path / "half"), "STONE_TOOLS_DIR": str(empty)}) is None
     prover, verifier = _pair(tmp_path / "bin")
-    named = {"KEEPER_PROVER__STONE_PROVER_PATH": str(prover), "PATH": str(tmp_path / "none")}
-    build = locate_stone(named, tools_dir=empty)
+    named = {
+        "KEEPER_PROVER__STONE_PROVER_PATH": str(prover),
+        "PATH": str(tmp_path / "none"),
+        "STONE_TOOLS_DIR": str(empty),
+    }
+    build = locate_stone(named)
     assert build is not None and (build.prover, build.verifier) == (prover, verifier)
     missing = {
         "KEEPER_PROVER__STONE_PROVER_PATH": str(prover),
         "KEEPER_PROVER__STONE_VERIFIER_PATH": str(tmp_path / "gone"),
     }
-    assert locate_stone(missing, tools_dir=empty) is None
+    assert locate_stone(missing) is None
 
 
 def test_settings_record_the_stone_they_found(tmp_path: Path) -> None:
@@ -193,7 +197,7 @@ def test_install_then_a_second_run_does_nothing(tmp_path: Path) -> None:
     assert install_prebuilt(SHARED_STONE_BIN, tools, say=said.append) is False
     assert {p.name: p.stat().st_mtime_ns for p in (tools / "bin").iterdir()} == before
     assert "skipped" in said[-1]
-    build = locate_stone({"PATH": ""}, tools_dir=tools)
+    build = locate_stone({"PATH": "", "STONE_TOOLS_DIR": str(tools)})
     assert build is not None and build.source == "tools" and build.generation == STONE_V3
 
 
