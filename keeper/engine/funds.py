@@ -152,6 +152,7 @@ def waiting_reason(
 __all__ = [
     "FRI_PER_STRK",
     "INSUFFICIENT_FUNDS",
+    "RECENT_ALLOCATIONS",
     "CostFigure",
     "FundsStatus",
     "TxFee",
@@ -161,5 +162,6 @@ __all__ = [
     "rebalances_funded",
     "required_balance",
     "strk",
+    "strk_decimal",
     "waiting_reason",
 ]
