@@ -442,21 +442,17 @@ class ChainClient:
         first of them is sent. Raises WouldRevertError when one of them would revert."""
         if not transactions:
             return []
-        nonce = await self._nonce()
-        zeros = ResourceBoundsMapping.init_with_zeros()
-        unsigned = [
-            await self._sign(list(calls), nonce + offset, zeros, purpose)
-            for offset, calls in enumerate(transactions)
-        ]
-        try:
-            estimates = await self._rpc(
-                f"fee estimate of {purpose}", self._account.estimate_fee(unsigned)
-            )
-        except ClientError as exc:
-            raise self._classify(exc, purpose, stage="estimate") from None
-        if not isinstance(estimates, list) or len(estimates) != len(unsigned):
+        for attempt in (1, 2):
+            try:
+                estimates = await self._estimate_in_order(transactions, purpose)
+                break
+            except NonceError:
+                self._next_nonce = None  # another sender used the account: re-read it
+                if attempt == 2:
+                    raise
+        if not isinstance(estimates, list) or len(estimates) != len(transactions):
             raise UnexpectedAnswerError(
-                f"fee estimate of {purpose}: {len(unsigned)} transactions, answer {estimates!r}"
+                f"fee estimate of {purpose}: {len(transactions)} transactions, answer {estimates!r}"
             )
         quotes = []
         for estimate in estimates:
@@ -466,6 +462,22 @@ class ChainClient:
             bounds = resource_bounds_for(estimate, self._cfg.fee_multiplier)
             quotes.append(FeeQuote(int(estimate.overall_fee), max_fee_of(bounds), unit, bounds))
         return quotes
+
+    async def _estimate_in_order(
+        self, transactions: Sequence[Sequence[Call]], purpose: str
+    ) -> Any:
+        nonce = await self._nonce()
+        zeros = ResourceBoundsMapping.init_with_zeros()
+        unsigned = [
+            await self._sign(list(calls), nonce + offset, zeros, purpose)
+            for offset, calls in enumerate(transactions)
+        ]
+        try:
+            return await self._rpc(
+                f"fee estimate of {purpose}", self._account.estimate_fee(unsigned)
+            )
+        except ClientError as exc:
+            raise self._classify(exc, purpose, stage="estimate") from None
 
     async def submit(
         self,
