@@ -15,7 +15,9 @@
   log line says so, and the daemon looks again at its next pass, so the job resumes by
   itself once the account is funded. While it waits, only the balance is read at each
   pass; the estimates are made again once the balance reaches what they required, or
-  after ``funds.poll_interval_s`` (fees move).
+  after ``funds.poll_interval_s`` (fees move). A later step of a job whose balance still
+  holds all that the estimates a step before required passes without estimating again
+  (within ``funds.poll_interval_s``): what is left to send needs less.
 
 Where the execution cannot be simulated after the registration (the router would refuse
 it at this state for another reason), its cost is the ledger's median execution fee
@@ -63,6 +65,13 @@ class _Waiting:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Passed:
+    required_fri: int
+    estimated_at: float  # monotonic
+    transactions: int  # registration calls that were still to send
+
+
 class FundsGuard:
     def __init__(
         self,
@@ -90,6 +99,7 @@ class FundsGuard:
         self._fee_mark: int | None = None
         self._low: bool | None = None
         self._waiting: dict[str, _Waiting] = {}
+        self._passed: dict[str, _Passed] = {}  # the last estimates a job's balance covered
 
     # ------------------------------------------------------------------ the balance
 
@@ -164,6 +174,15 @@ class FundsGuard:
         then the execution naming ``verification_hash``); else the reason it waits
         (recorded on the job, /healthz, one log line)."""
         balance = await self.balance()
+        passed = self._passed.get(job.id)
+        if (
+            passed is not None
+            and job.id not in self._waiting
+            and balance >= passed.required_fri
+            and len(registration) < passed.transactions
+            and self._clock() - passed.estimated_at < self._cfg.poll_interval_s
+        ):
+            return None  # still holds what all of them needed a step ago: so does the rest
         waiting = self._waiting.get(job.id)
         if (
             waiting is not None
@@ -177,6 +196,7 @@ class FundsGuard:
             return None  # not estimable: the send itself reports why
         required = required_balance(fees, self._margin)
         if balance >= required:
+            self._passed[job.id] = _Passed(required, self._clock(), len(registration))
             self._resume(job, balance, required)
             return None
         reason = waiting_reason(
@@ -192,6 +212,8 @@ class FundsGuard:
     def settle(self, job: Job) -> None:
         """After a step of ``job``: it no longer waits for funds unless it still says so
         (it moved on, was superseded or failed)."""
+        if not job.is_open:
+            self._passed.pop(job.id, None)
         if job.id in self._waiting and (
             not job.is_open or job.failure_code != INSUFFICIENT_FUNDS
         ):
@@ -234,6 +256,7 @@ class FundsGuard:
 
     def _wait(self, job: Job, waiting: _Waiting, balance: int) -> None:
         first = job.id not in self._waiting
+        self._passed.pop(job.id, None)
         self._waiting[job.id] = waiting
         current = self._jobs.require(job.id)
         if current.failure_code != INSUFFICIENT_FUNDS or current.failure_reason != waiting.reason:
