@@ -519,6 +519,7 @@ class Keeper:
                 )
         self.health.job_problems = problems
         self.metrics.jobs_parked(sum(1 for p in problems if "parked" in p))
+        self.metrics.jobs_failing(sum(1 for p in problems if "parked" not in p))
 
     async def _decide_tolerating_outages(self) -> bool:
         """``_decide``, riding out a node that is briefly unreachable: a keeper that exits

@@ -17,6 +17,7 @@ Series (names are part of the operator contract, see docs/operations.md):
 - ``keeper_prover_available{prover}``              1 when the prover can take work
 - ``keeper_build_info{version}``                   always 1; the running version
 - ``keeper_jobs_parked``                           epochs whose job is parked
+- ``keeper_jobs_failing``                          epochs whose job failed, waiting to run again
 - ``keeper_atlantic_out_of_credit``                1 while Atlantic refuses for lack of credit
 - ``keeper_account_balance_strk``                  the keeper account's STRK (fee token)
 - ``keeper_rebalances_funded``                     rebalances that balance pays for
@@ -106,6 +107,12 @@ class KeeperMetrics:
             "keeper_jobs_parked",
             "Epochs whose job is parked: failed, and a money rule stopped automatic runs "
             "(obsqra-keeper jobs retry EPOCH).",
+            registry=reg,
+        )
+        self._failing = Gauge(
+            "keeper_jobs_failing",
+            "Epochs whose job failed and runs again after its cool-down (the current epoch's; "
+            "parked ones are keeper_jobs_parked).",
             registry=reg,
         )
         self._atlantic_out_of_credit = Gauge(
@@ -212,6 +219,9 @@ class KeeperMetrics:
 
     def jobs_parked(self, count: int) -> None:
         self._parked.set(max(count, 0))
+
+    def jobs_failing(self, count: int) -> None:
+        self._failing.set(max(count, 0))
 
     def atlantic_out_of_credit(self, out: bool) -> None:
         self._atlantic_out_of_credit.set(1 if out else 0)

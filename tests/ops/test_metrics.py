@@ -29,6 +29,7 @@ SERIES = [
     "keeper_prover_available",
     "keeper_build_info",
     "keeper_jobs_parked",
+    "keeper_jobs_failing",
     "keeper_atlantic_out_of_credit",
     "keeper_account_balance_strk",
     "keeper_rebalances_funded",
@@ -71,6 +72,7 @@ def exercised() -> KeeperMetrics:
     m.prover_available("stone", True)
     m.prover_available("atlantic", False)
     m.jobs_parked(0)
+    m.jobs_failing(1)
     m.atlantic_out_of_credit(False)
     m.account_balance(12 * 10**18 + 5 * 10**17)
     m.rebalances_funded(41, 10)
