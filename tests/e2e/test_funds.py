@@ -8,6 +8,8 @@ resume by itself and execute once; the balance metric follows the balance.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keeper.chain import ChainClient
+from keeper.cli import main as cli
 from keeper.core.config import ChainConfig, FundsConfig, Secrets
 from keeper.engine.funds import FRI_PER_STRK, INSUFFICIENT_FUNDS
 from keeper.engine.funds_guard import FundsGuard
@@ -59,7 +62,7 @@ async def _metric(port: int, name: str) -> float | None:
 
 
 async def test_a_drained_keeper_waits_sends_nothing_and_resumes_once_funded(
-    deployed: Deployed, keeper_dir: Path
+    deployed: Deployed, keeper_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     devnet = deployed.devnet
     keeper_address = devnet.accounts[KEEPER_INDEX].address
@@ -124,6 +127,22 @@ async def test_a_drained_keeper_waits_sends_nothing_and_resumes_once_funded(
     assert keeper.events("funds.low") and keeper.events("funds.ok")
     # The registration and the execution were estimated together, in order, on the chain.
     assert not keeper.events("funds.execution_not_simulated")
+
+    # `status` shows the balance and what it pays for at the ledger's cost per allocation.
+    capsys.readouterr()
+    status = ["status", "--config", str(setup.config_path)]
+    assert await asyncio.to_thread(cli.main, [*status, "--json"]) == 0  # it runs its own loop
+    funds = json.loads(capsys.readouterr().out.splitlines()[-1])["funds"]
+    balance = await balance_at(devnet.url, keeper_address)
+    paid = setup.query("SELECT fee_amount FROM costs WHERE fee_amount IS NOT NULL")
+    cost = sum(int(r["fee_amount"]) for r in paid)  # the one executed allocation
+    assert (funds["balance_fri"], funds["cost_source"]) == (str(balance), "ledger")
+    assert funds["cost_per_allocation_fri"] == str(cost)
+    assert funds["rebalances_funded"] == balance // cost and funds["low"] is False
+    assert await asyncio.to_thread(cli.main, status) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("funds:")]
+    assert f"in {keeper_address:#x}: {balance // cost} rebalance(s) at" in line
+    print(line)  # the example in docs/operations.md
 
 
 async def test_the_guard_reads_the_balance_and_costs_what_it_pays_for(
