@@ -25,7 +25,7 @@ from keeper.engine.funds_guard import FundsGuard
 from keeper.ops.health import HealthState
 from keeper.ops.metrics import KeeperMetrics
 from keeper.store.db import open_store
-from keeper.store.jobs import JobStore
+from keeper.store.jobs import JobState, JobStore
 from keeper.store.ledger import Ledger
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
@@ -188,3 +188,23 @@ async def test_the_guard_reads_the_balance_and_costs_what_it_pays_for(
     mint(devnet, account.address, 100 * FRI_PER_STRK)
     status = await guard.refresh()
     assert status is not None and not status.low and health.funds_low is None
+
+    # The gate of a job with only its execution left (an Atlantic job, or a fact found
+    # registered). This one's execution cannot be simulated (no output the router takes):
+    # it is costed at the ledger's figure, here the default, times the margin.
+    jobs = JobStore(store)
+    created = jobs.create(deployed.router_address, 0, "interval")
+    assert created is not None
+    job = jobs.advance(created, JobState.TRACED, output_json="[]")
+    await drain(devnet, deployed.keeper, to=devnet.accounts[SINK_INDEX].address, keep_fri=1000)
+    reason = await guard.hold(job, [], 0x1234)
+    assert reason is not None and reason.startswith(INSUFFICIENT_FUNDS)
+    assert "needs 1.500000 STRK for its 1 remaining transaction(s)" in reason
+    waiting = jobs.require(job.id)
+    assert (waiting.state, waiting.failure_code) == (JobState.TRACED, INSUFFICIENT_FUNDS)
+    assert health.funds_waiting == reason == waiting.failure_reason
+    assert await guard.hold(waiting, [], 0x1234) == reason  # still short: the same words
+    mint(devnet, account.address, 100 * FRI_PER_STRK)
+    assert await guard.hold(jobs.require(job.id), [], 0x1234) is None
+    resumed = jobs.require(job.id)
+    assert resumed.failure_code is None and health.funds_waiting is None
