@@ -690,7 +690,7 @@ class Keeper:
             return
         unchangeable = [
             name
-            for name in ("chain", "store", "stream")
+            for name in ("chain", "store", "stream", "funds")
             if getattr(new, name) != getattr(self.cfg, name)
         ]
         configure_logging(level=new.log.level, fmt=new.log.format, secrets=new.secrets.values())
