@@ -433,6 +433,52 @@ class ChainClient:
             nonce = await self._nonce()
         return await self._quote(list(calls), nonce, purpose="estimate")
 
+    async def estimate_sequence(
+        self, transactions: Sequence[Sequence[Call]], *, purpose: str
+    ) -> list[FeeQuote]:
+        """Fee estimates of transactions to be sent one after another, each simulated on
+        the state the ones before it leave (consecutive nonces, one starknet_estimateFee):
+        what a registration's remaining steps and the execution will cost before the
+        first of them is sent. Raises WouldRevertError when one of them would revert."""
+        if not transactions:
+            return []
+        for attempt in (1, 2):
+            try:
+                estimates = await self._estimate_in_order(transactions, purpose)
+                break
+            except NonceError:
+                self._next_nonce = None  # another sender used the account: re-read it
+                if attempt == 2:
+                    raise
+        if not isinstance(estimates, list) or len(estimates) != len(transactions):
+            raise UnexpectedAnswerError(
+                f"fee estimate of {purpose}: {len(transactions)} transactions, answer {estimates!r}"
+            )
+        quotes = []
+        for estimate in estimates:
+            unit = (
+                estimate.unit.value if isinstance(estimate.unit, PriceUnit) else str(estimate.unit)
+            )
+            bounds = resource_bounds_for(estimate, self._cfg.fee_multiplier)
+            quotes.append(FeeQuote(int(estimate.overall_fee), max_fee_of(bounds), unit, bounds))
+        return quotes
+
+    async def _estimate_in_order(
+        self, transactions: Sequence[Sequence[Call]], purpose: str
+    ) -> Any:
+        nonce = await self._nonce()
+        zeros = ResourceBoundsMapping.init_with_zeros()
+        unsigned = [
+            await self._sign(list(calls), nonce + offset, zeros, purpose)
+            for offset, calls in enumerate(transactions)
+        ]
+        try:
+            return await self._rpc(
+                f"fee estimate of {purpose}", self._account.estimate_fee(unsigned)
+            )
+        except ClientError as exc:
+            raise self._classify(exc, purpose, stage="estimate") from None
+
     async def submit(
         self,
         calls: Sequence[Call],

@@ -221,6 +221,36 @@ class JobsConfig(_Section):
         return self
 
 
+class FundsConfig(_Section):
+    """The keeper account's own STRK: when /healthz warns, and what a rebalance costs
+    before the ledger knows (see keeper/engine/funds.py). The margin on fee estimates is
+    ``chain.fee_multiplier``, the one transactions are signed with."""
+
+    min_rebalances: int = Field(
+        default=10,
+        ge=0,
+        description="/healthz is degraded while the balance pays for fewer rebalances than "
+        "this (at the ledger's median cost per executed allocation)",
+    )
+    poll_interval_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="how often the balance is read besides start-up and after each "
+        "transaction of the keeper",
+    )
+    default_cost_per_allocation_fri: int = Field(
+        default=3 * 10**17,
+        gt=0,
+        description="FRI one rebalance costs (verification + execution) until the ledger "
+        "has an executed allocation to take the median of",
+    )
+    fee_token_address: FeltHex = Field(
+        default="0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
+        description="the STRK fee token (the same on mainnet, Sepolia and starknet-devnet)",
+    )
+
+
 class StoreConfig(_Section):
     path: Path = Path("/var/lib/obsqra-keeper/keeper.sqlite3")
 
@@ -284,6 +314,7 @@ class KeeperConfig(_EnvThenInit):
     stream: StreamConfig = StreamConfig()
     prover: ProverConfig = ProverConfig()
     jobs: JobsConfig = JobsConfig()
+    funds: FundsConfig = FundsConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()

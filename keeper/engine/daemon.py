@@ -44,6 +44,7 @@ from keeper.core.config import KeeperConfig, load_config
 from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
 from keeper.core.logs import configure_logging, get_logger
 from keeper.devnet.dev_prover import DevProver, is_starknet_devnet
+from keeper.engine.funds_guard import FundsGuard
 from keeper.engine.policy import (
     Decision,
     PendingGovernance,
@@ -145,6 +146,7 @@ class Keeper:
         # Who got no answer from the node ("stream", "pipeline"), since when (Unix time).
         self._node_silent_since: dict[str, float] = {}
         self._waiting_for: object = None  # the pending change a due rebalance waits for
+        self.funds: FundsGuard | None = None  # set by start(): the account's STRK
         self._router = int(cfg.chain.router_address, 16)
         # Set by start():
         self.store: Store
@@ -212,6 +214,7 @@ class Keeper:
             fact_wait_s=cfg.prover.atlantic_deadline_s,
         )
         await self._set_up_fact_registration(info.chain_name, state.governance, ledger)
+        await self._set_up_funds(ledger)
         await self._rebuild_proving(state.governance.min_security_bits)
         self._apply_governance(state)
 
@@ -309,6 +312,22 @@ class Keeper:
             found_in=build.source if build else "config",
             parameter_set=p.parameter_set,
         )
+    async def _set_up_funds(self, ledger: Ledger) -> None:
+        """The account's STRK: read now, watched from the loop, and a gate before every
+        transaction of a job (keeper.engine.funds_guard)."""
+        self.funds = FundsGuard(
+            chain=self.chain,
+            jobs=self.jobs,
+            ledger=ledger,
+            config=self.cfg.funds,
+            margin=self.cfg.chain.fee_multiplier,
+            metrics=self.metrics,
+            health=self.health,
+        )
+        self.worker.funds = self.funds
+        if self.worker.registrar is not None:
+            self.worker.registrar.funds_gate = self.funds.hold
+        await self.funds.refresh()
 
     async def _check_verifier(self, registry: int, pin: VerifierConfig) -> None:
         try:
@@ -458,6 +477,7 @@ class Keeper:
         self.health.waiting_for_governance = None  # set again below while still held back
         if decision.due:
             decision = await self._decide_with_pending_changes(snapshot, decision, now, model)
+        self.metrics.waiting_for_governance(self.health.waiting_for_governance is not None)
         if decision.due and decision.trigger is not None:
             job = self.jobs.create(self._router, state.epoch, decision.trigger)
             if job is not None:
@@ -523,6 +543,7 @@ class Keeper:
                 )
         self.health.job_problems = problems
         self.metrics.jobs_parked(sum(1 for p in problems if "parked" in p))
+        self.metrics.jobs_failing(sum(1 for p in problems if "parked" not in p))
 
     async def _decide_tolerating_outages(self) -> bool:
         """``_decide``, riding out a node that is briefly unreachable: a keeper that exits
@@ -567,12 +588,16 @@ class Keeper:
             return None
         job = open_jobs[0]
         after = await self.worker.step(job)
+        if self.funds is not None:
+            self.funds.settle(after)
         if _attempt_failed(job, after) and after.failure_code in _NODE_SILENT_CODES:
             self._node_silent("pipeline")  # answered again: the next _decide says so
         self.metrics.job_state_counts(self.jobs.counts_by_state())
         if after.state.value == "confirmed":
             self.health.last_successful_job_at = time.time()
             self.metrics.job_succeeded(time.time())
+            due_at = datetime.fromisoformat(after.created_at)
+            self.metrics.due_to_executed(max((datetime.now(UTC) - due_at).total_seconds(), 0.0))
         if after.state != job.state:
             return 0.0
         if after.attempts > job.attempts:
@@ -583,6 +608,8 @@ class Keeper:
         poll = self.cfg.stream.poll_interval_s
         refresh = True
         while not self._stop.is_set():
+            if self.funds is not None:
+                await self.funds.maybe_refresh()  # after each paid transaction, and when due
             refresh |= self._consume_events()
             if refresh:
                 refresh = not await self._decide_tolerating_outages()
@@ -619,6 +646,7 @@ class Keeper:
             self._node_silent("stream")
             return
         self.health.last_stream_progress_at = time.time()
+        self.metrics.stream_progressed(self.health.last_stream_progress_at)
         self._node_answered("stream")
 
     def _record_lag(self, head_block: int) -> None:
@@ -686,7 +714,7 @@ class Keeper:
             return
         unchangeable = [
             name
-            for name in ("chain", "store", "stream")
+            for name in ("chain", "store", "stream", "funds")
             if getattr(new, name) != getattr(self.cfg, name)
         ]
         configure_logging(level=new.log.level, fmt=new.log.format, secrets=new.secrets.values())

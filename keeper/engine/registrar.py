@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from keeper.chain.integrity import verifier_preset
 from keeper.core import faults
 from keeper.core.errors import KeeperError
 from keeper.core.logs import get_logger
+from keeper.engine.funds import INSUFFICIENT_FUNDS
 from keeper.store.jobs import Job, JobStore
 from keeper.store.registrations import RegistrationLog, RegistrationTx
 from prover import facts
@@ -82,10 +83,14 @@ class Registered:
 @dataclass(frozen=True)
 class Pending:
     reason: str
+    code: str = "pending"  # INSUFFICIENT_FUNDS: the funds gate holds the next step
 
 
 Progress = Registered | Pending
 FeeRecorder = Callable[[Job, TxOutcome], None]
+# (job, the calls still to send in order, the verification to execute with) -> None to
+# go on, else why the job waits (keeper.engine.funds_guard.FundsGuard.hold).
+FundsGate = Callable[[Job, list[Any], int], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,8 @@ class IntegrityRegistrar:
         self._proofs: dict[str, _Prepared] = {}  # proof path -> parsed (0.3-1.5 s each)
         self._plans: dict[tuple[str, int], SplitPlan] = {}
         self._verifiers: dict[tuple[int, str, str], int] = {}
+        # Set by the daemon: before each transaction, the balance must pay for the rest.
+        self.funds_gate: FundsGate | None = None
 
     async def register(
         self, job: Job, *, registry: int, pin: VerifierConfig, min_security_bits: int
@@ -140,6 +147,11 @@ class IntegrityRegistrar:
                 final = self._last_succeeded(job, integrity_id)
                 return Registered(prepared.verification_hash, prepared.bits, final)
             index = await self._next_index(job, plan, verifier)
+            if index is not None and self.funds_gate is not None:
+                remaining = [_chain_call(registry, call) for call in plan.calls[index:]]
+                held = await self.funds_gate(job, remaining, prepared.verification_hash)
+                if held is not None:
+                    return Pending(held, INSUFFICIENT_FUNDS)  # nothing sent; resumes here
             if index is None or await self._send(job, registry, plan, index, prepared.fact) == (
                 "restart"
             ):

@@ -73,6 +73,8 @@ from keeper.engine.acceptance import (
     pick_listed,
     requirement,
 )
+from keeper.engine.funds import INSUFFICIENT_FUNDS
+from keeper.engine.funds_guard import FundsGuard
 from keeper.engine.policy import AcceptedProvers
 from keeper.engine.progress import proof_progress
 from keeper.engine.registrar import (
@@ -171,6 +173,7 @@ class JobWorker:
         self.accepted: AcceptedProvers | None = None  # set by the daemon from governance
         self.swiftness: ProofCheck | None = None  # set by the daemon for Stone policies
         self.registrar: IntegrityRegistrar | None = None  # set by the daemon for Stone
+        self.funds: FundsGuard | None = None  # set by the daemon: no tx a job cannot finish
         self._proving_job: Job | None = None
 
     # ---------------------------------------------------------------------- dispatch
@@ -540,6 +543,17 @@ class JobWorker:
             # dev: no proof exists; the devnet's DevFactRegistry takes the keeper's word
             # (DevProver refuses any real chain), under the router's direct pin only.
 
+            if (
+                self.funds is not None
+                and gov.direct_pin is not None
+                and await self._waits_for_funds(
+                    job,
+                    [ChainClient.register_fact_call(gov.fact_registry, fact, bits, gov.direct_pin)],
+                    wanted.verification_hash,
+                )
+            ):
+                return self._jobs.require(job.id)
+
             async def persist_hash(tx_hash: int) -> None:
                 # Its fee is recorded even when its receipt is never seen (see above).
                 self._jobs.set_columns(self._jobs.require(job.id), fact_tx_hash=hex(tx_hash))
@@ -594,7 +608,8 @@ class JobWorker:
             min_security_bits=needed.min_security_bits,
         )
         if isinstance(progress, Pending):
-            _log.info("job.registration_pending", reason=progress.reason)
+            if progress.code != INSUFFICIENT_FUNDS:  # that one is logged once, when it begins
+                _log.info("job.registration_pending", reason=progress.reason)
             return self._jobs.require(job.id)
         if progress.verification_hash != wanted:
             return self._fail(
@@ -671,7 +686,9 @@ class JobWorker:
                 "keeper): it runs again to name one",
             )
         verification_hash = int(job.verification_hash, 16)
-        current = job
+        if await self._waits_for_funds(job, [], verification_hash):
+            return self._jobs.require(job.id)
+        current = self._jobs.require(job.id)
 
         async def persist_hash(tx_hash: int) -> None:
             nonlocal current
@@ -732,6 +749,15 @@ class JobWorker:
         )
         faults.crash_point("confirmed")
         return job
+
+    async def _waits_for_funds(
+        self, job: Job, registration: list[Any], verification_hash: int
+    ) -> bool:
+        """The funds gate before a job's next transaction (keeper.engine.funds_guard):
+        True when the balance does not pay for all its remaining ones (it waits)."""
+        if self.funds is None:
+            return False
+        return await self.funds.hold(job, registration, verification_hash) is not None
 
     async def _record_unseen_registration_fee(self, job: Job) -> None:
         """The dev registration sent by an earlier attempt whose receipt was never seen

@@ -15,7 +15,9 @@ Status (``/healthz``; also in the JSON body's ``reasons``):
   it lags the chain head by more than ``lag_degraded_blocks``; or a user of the node (a
   stream poll, the pipeline's reads, a job step) got no answer from it and has not heard
   from it since; or the current epoch's job failed or is parked; or Atlantic is out of
-  credit; or some prover is unavailable (fallback in use).
+  credit; or some prover is unavailable (fallback in use); or the account's STRK pays
+  for fewer than ``funds.min_rebalances`` rebalances; or a job waits for funds
+  (``insufficient_funds``: it sends nothing it cannot finish).
 - ``ok`` (HTTP 200) otherwise.
 """
 
@@ -70,6 +72,12 @@ class HealthState:
     # A due rebalance held back by a pending governance change (the change and its eta).
     # Shown, not degrading: it is the timelock working, and it ends with the change.
     waiting_for_governance: str | None = None
+    # The account's STRK pays for fewer rebalances than funds.min_rebalances (in words).
+    funds_low: str | None = None
+    # A job sends nothing: the balance does not pay for all its remaining transactions.
+    funds_waiting: str | None = None
+    # The last balance reading (keeper.engine.funds.FundsStatus.as_json), for the body.
+    funds: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,10 @@ def assess(
         down_s = now - state.node_unreachable_since
         degraded.append(f"the node has not answered for {down_s:.0f} s")
     degraded.extend(state.job_problems)
+    if state.funds_waiting:
+        degraded.append(state.funds_waiting)
+    if state.funds_low:
+        degraded.append(state.funds_low)
     if state.atlantic_out_of_credit:
         degraded.append(state.atlantic_out_of_credit)
     lag = state.stream_lag_blocks
@@ -135,6 +147,7 @@ def health_report(state: HealthState, thresholds: HealthThresholds, now: float) 
         "provers": {name: {"available": up} for name, up in sorted(state.provers.items())},
         "jobs": state.job_problems,
         "waiting_for_governance": state.waiting_for_governance,
+        "funds": None if state.funds is None else {**state.funds, "waiting": state.funds_waiting},
         "uptime_s": round(max(now - state.started_at, 0.0), 1),
     }
 

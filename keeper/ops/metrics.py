@@ -16,6 +16,18 @@ Series (names are part of the operator contract, see docs/operations.md):
 - ``keeper_last_successful_job_timestamp_seconds`` Unix time of the last completed job
 - ``keeper_prover_available{prover}``              1 when the prover can take work
 - ``keeper_build_info{version}``                   always 1; the running version
+- ``keeper_jobs_parked``                           epochs whose job is parked
+- ``keeper_jobs_failing``                          epochs whose job failed, waiting to run again
+- ``keeper_atlantic_out_of_credit``                1 while Atlantic refuses for lack of credit
+- ``keeper_account_balance_strk``                  the keeper account's STRK (fee token)
+- ``keeper_rebalances_funded``                     rebalances that balance pays for
+- ``keeper_funds_min_rebalances``                  the configured funds.min_rebalances
+- ``keeper_jobs_waiting_for_funds``                jobs held back: insufficient_funds
+- ``keeper_cost_per_allocation_strk{prover}``      median STRK of an executed allocation
+- ``keeper_verification_cost_per_allocation_strk{prover}`` ... of its verification alone
+- ``keeper_due_to_executed_seconds``               a job's detection to its confirmation
+- ``keeper_stream_last_progress_timestamp_seconds`` Unix time the stream last advanced
+- ``keeper_waiting_for_governance``                1 while a pending change holds a rebalance
 """
 
 from __future__ import annotations
@@ -28,6 +40,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # Local Stone takes seconds to minutes, Atlantic up to its deadline (an hour by default).
 PROOF_SECONDS_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, math.inf)
+# Due to executed: a dev job takes seconds, Stone + Integrity minutes, a wait for
+# Atlantic, for funds or for a governance change hours.
+DUE_TO_EXECUTED_BUCKETS = (
+    5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, math.inf,
+)
+FRI_PER_STRK = 10**18
 
 
 def _version() -> str:
@@ -91,9 +109,68 @@ class KeeperMetrics:
             "(obsqra-keeper jobs retry EPOCH).",
             registry=reg,
         )
+        self._failing = Gauge(
+            "keeper_jobs_failing",
+            "Epochs whose job failed and runs again after its cool-down (the current epoch's; "
+            "parked ones are keeper_jobs_parked).",
+            registry=reg,
+        )
         self._atlantic_out_of_credit = Gauge(
             "keeper_atlantic_out_of_credit",
             "1 while Atlantic refuses queries for lack of credit (no Atlantic call is made).",
+            registry=reg,
+        )
+        self._balance = Gauge(
+            "keeper_account_balance_strk",
+            "The keeper account's fee-token (STRK) balance, read at start-up, after each "
+            "transaction and every funds.poll_interval_s.",
+            registry=reg,
+        )
+        self._rebalances_funded = Gauge(
+            "keeper_rebalances_funded",
+            "Rebalances the balance pays for at the median cost per executed allocation "
+            "(funds.default_cost_per_allocation_fri before the first).",
+            registry=reg,
+        )
+        self._min_rebalances = Gauge(
+            "keeper_funds_min_rebalances",
+            "funds.min_rebalances: /healthz is degraded below it.",
+            registry=reg,
+        )
+        self._waiting_for_funds = Gauge(
+            "keeper_jobs_waiting_for_funds",
+            "Jobs that send nothing because the balance does not pay for all their remaining "
+            "transactions (insufficient_funds); they resume once the account is funded.",
+            registry=reg,
+        )
+        self._cost_per_allocation = Gauge(
+            "keeper_cost_per_allocation_strk",
+            "Median STRK paid per executed allocation (verification + execution), by the "
+            "prover of the job, over its newest executed allocations.",
+            ["prover"],
+            registry=reg,
+        )
+        self._verification_cost = Gauge(
+            "keeper_verification_cost_per_allocation_strk",
+            "Median STRK of the fact registration transactions per executed allocation, by "
+            "prover (Integrity's split verification for Stone).",
+            ["prover"],
+            registry=reg,
+        )
+        self._due_to_executed = Histogram(
+            "keeper_due_to_executed_seconds",
+            "From the job's detection (the rebalance due) to its confirmed execution.",
+            buckets=DUE_TO_EXECUTED_BUCKETS,
+            registry=reg,
+        )
+        self._stream_progress = Gauge(
+            "keeper_stream_last_progress_timestamp_seconds",
+            "Unix time the stream last advanced (a new block or a cursor move).",
+            registry=reg,
+        )
+        self._waiting_for_governance = Gauge(
+            "keeper_waiting_for_governance",
+            "1 while a due rebalance waits for a pending governance change (timelock).",
             registry=reg,
         )
         build = Gauge("keeper_build_info", "The running keeper version.", ["version"], registry=reg)
@@ -143,8 +220,39 @@ class KeeperMetrics:
     def jobs_parked(self, count: int) -> None:
         self._parked.set(max(count, 0))
 
+    def jobs_failing(self, count: int) -> None:
+        self._failing.set(max(count, 0))
+
     def atlantic_out_of_credit(self, out: bool) -> None:
         self._atlantic_out_of_credit.set(1 if out else 0)
+
+    def account_balance(self, fri: int) -> None:
+        self._balance.set(max(fri, 0) / FRI_PER_STRK)
+
+    def rebalances_funded(self, count: int, minimum: int) -> None:
+        self._rebalances_funded.set(max(count, 0))
+        self._min_rebalances.set(max(minimum, 0))
+
+    def jobs_waiting_for_funds(self, count: int) -> None:
+        self._waiting_for_funds.set(max(count, 0))
+
+    def cost_per_allocation(self, prover: str, total_fri: int, verification_fri: int) -> None:
+        self._cost_per_allocation.labels(prover=prover).set(max(total_fri, 0) / FRI_PER_STRK)
+        self._verification_cost.labels(prover=prover).set(
+            max(verification_fri, 0) / FRI_PER_STRK
+        )
+
+    def due_to_executed(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"due to executed must be a finite non-negative time, got {seconds!r}")
+        self._due_to_executed.observe(seconds)
+
+    def stream_progressed(self, ts: float) -> None:
+        """``ts``: Unix time (seconds) the stream advanced."""
+        self._stream_progress.set(ts)
+
+    def waiting_for_governance(self, waiting: bool) -> None:
+        self._waiting_for_governance.set(1 if waiting else 0)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -576,6 +576,13 @@ class Ledger:
         rows = self._store.query("SELECT 1 FROM costs WHERE tx_hash = ? LIMIT 1", (hex(tx_hash),))
         return bool(rows)
 
+    def last_fee_row(self) -> int:
+        """The id of the newest row with a fee (0 when none): it changes with each fee
+        recorded, so a reader knows the account's balance moved."""
+        rows = self._store.query("SELECT MAX(id) AS mark FROM costs WHERE fee_amount IS NOT NULL")
+        mark = rows[0]["mark"] if rows else None
+        return int(mark) if mark is not None else 0
+
     def _insert(self, db: sqlite_utils.Database, entry: CostEntry) -> int:
         cursor = db.conn.execute(
             "INSERT INTO costs (job_id, kind, prover, outcome, reason, wall_s, cpu_s, "

@@ -43,7 +43,22 @@ def config(tmp_path: Path) -> Path:
         jobs.fail(parked, "reverted", "stale inputs commitment", retry_after=None, paid=True)
         later = datetime(2031, 1, 1, tzinfo=UTC)
         jobs.fail(waiting, "rpc_unreachable", "node down", retry_after=later)
+        unfunded = jobs.create(ROUTER, 4, "interval")
+        assert unfunded
+        jobs.set_columns(
+            unfunded, failure_code="insufficient_funds", failure_reason="insufficient_funds: …"
+        )
     return _config(tmp_path, store_path)
+
+
+def test_a_job_waiting_for_funds_runs_when_funded(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["jobs", "--config", str(config), "--json"]) == 0
+    row = {r["epoch"]: r for r in json.loads(capsys.readouterr().out)}[4]
+    assert (row["state"], row["next_run"], row["failure_code"]) == (
+        "detected", "when funded", "insufficient_funds"
+    )
 
 
 def test_jobs_lists_state_run_and_what_happens_next(

@@ -238,6 +238,31 @@ def test_dry_run_lists_every_transaction_and_sends_none(
     for address in planned.values():
         assert asyncio.run(class_hash_at(client, address)) is None
     assert PASSWORD not in printed.out + printed.err
+    # The account pays for the estimated ones; the deploys are left to the operator.
+    (funds,) = [line for line in printed.err.splitlines() if "transaction(s) need" in line]
+    assert f"account {fresh_chain.signer.account.address:#x} holds" in funds
+    assert "the 2 estimated transaction(s) need" in funds and "it can pay for them" in funds
+    assert "2 more could not be estimated" in funds
+
+
+@pytest.mark.usefixtures("password_credential")
+def test_dry_run_says_when_the_account_cannot_pay(
+    fresh_chain: FreshChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from keeper.devnet.deploy import make_account
+    from tests.support.funds import drain
+
+    client = FullNodeClient(node_url=fresh_chain.devnet.url)
+    chain_id = int(asyncio.run(client.get_chain_id()), 16)
+    account = make_account(fresh_chain.devnet.url, fresh_chain.signer.account, chain_id)
+    asyncio.run(drain(fresh_chain.devnet, account, to=fresh_chain.account(OTHER).address,
+                      keep_fri=1000))
+    nonce = deployer_nonce(fresh_chain)
+    out = tmp_path / "deployment.json"
+    assert deploy(fresh_chain, out, "--dry-run") == 1
+    printed = capsys.readouterr()
+    assert "it CANNOT pay for them" in printed.err and "short; fund it first" in printed.err
+    assert deployer_nonce(fresh_chain) == nonce and not out.exists()
 
 
 # ---------------------------------------------------------------------------- (c) resume

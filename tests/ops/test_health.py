@@ -117,6 +117,7 @@ def test_report_body() -> None:
         "provers": {"atlantic": {"available": True}, "stone": {"available": True}},
         "jobs": [],
         "waiting_for_governance": None,
+        "funds": None,
         "uptime_s": 3600.0,
     }
 
@@ -179,6 +180,7 @@ async def test_metrics_exposes_every_series() -> None:
     metrics.fee_paid("submit_allocation", 10.0, "fri")
     metrics.fallback("stone", "atlantic")
     metrics.prover_available("stone", True)
+    metrics.cost_per_allocation("stone", 285 * 10**15, 280 * 10**15)  # labelled: once costed
     async with server(healthy_state(), metrics) as s, client(s.port) as http:
         response = await http.get("/metrics")
     assert response.status_code == 200

@@ -28,6 +28,18 @@ SERIES = [
     "keeper_last_successful_job_timestamp_seconds",
     "keeper_prover_available",
     "keeper_build_info",
+    "keeper_jobs_parked",
+    "keeper_jobs_failing",
+    "keeper_atlantic_out_of_credit",
+    "keeper_account_balance_strk",
+    "keeper_rebalances_funded",
+    "keeper_funds_min_rebalances",
+    "keeper_jobs_waiting_for_funds",
+    "keeper_cost_per_allocation_strk",
+    "keeper_verification_cost_per_allocation_strk",
+    "keeper_due_to_executed_seconds",
+    "keeper_stream_last_progress_timestamp_seconds",
+    "keeper_waiting_for_governance",
 ]
 
 
@@ -59,6 +71,16 @@ def exercised() -> KeeperMetrics:
     m.job_succeeded(1_700_000_000.0)
     m.prover_available("stone", True)
     m.prover_available("atlantic", False)
+    m.jobs_parked(0)
+    m.jobs_failing(1)
+    m.atlantic_out_of_credit(False)
+    m.account_balance(12 * 10**18 + 5 * 10**17)
+    m.rebalances_funded(41, 10)
+    m.jobs_waiting_for_funds(1)
+    m.cost_per_allocation("stone", 285 * 10**15, 280 * 10**15)
+    m.due_to_executed(95.0)
+    m.stream_progressed(1_700_000_100.0)
+    m.waiting_for_governance(True)
     return m
 
 
@@ -69,6 +91,26 @@ def test_every_named_series_is_exposed() -> None:
         # The parser names counter families without the _total suffix.
         assert name in families or name.removesuffix("_total") in families, name
         assert name in text, name
+
+
+def test_the_funds_series_read_in_strk() -> None:
+    m = exercised()
+    assert value(m, "keeper_account_balance_strk") == 12.5
+    assert value(m, "keeper_rebalances_funded") == 41
+    assert value(m, "keeper_funds_min_rebalances") == 10
+    assert value(m, "keeper_jobs_waiting_for_funds") == 1
+    assert value(m, "keeper_cost_per_allocation_strk", prover="stone") == 0.285
+    assert value(m, "keeper_verification_cost_per_allocation_strk", prover="stone") == 0.28
+    assert value(m, "keeper_due_to_executed_seconds_count") == 1
+    assert value(m, "keeper_due_to_executed_seconds_bucket", le="120.0") == 1
+    assert value(m, "keeper_due_to_executed_seconds_bucket", le="60.0") == 0
+    assert value(m, "keeper_waiting_for_governance") == 1
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan])
+def test_a_due_to_executed_time_that_is_not_one_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="due to executed"):
+        KeeperMetrics().due_to_executed(bad)
 
 
 def test_values_after_the_loops_calls() -> None:

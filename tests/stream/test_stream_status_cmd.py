@@ -101,6 +101,7 @@ def test_status_with_unreachable_node_still_reports_the_store(
     text = capsys.readouterr().out
     assert "head:        unknown — node unreachable (ConnectError" in text
     assert "cursor:      block 40 (0xabc)" in text
+    assert "funds:       unknown — the balance could not be read" in text
 
 
 def test_status_without_store_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -209,7 +209,32 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"{action:>10}  {name}", file=sys.stderr, flush=True)
 
     result = asyncio.run(core.deploy_network(target, params, artifacts, on_step=show))
-    return _print_result(result, dry_run=args.dry_run, out=out)
+    code = _print_result(result, dry_run=args.dry_run, out=out)
+    if args.dry_run and not _dry_run_funds(rpc_url, args.account, result, params.fees.multiplier):
+        return EXIT_DRY_RUN_PROBLEMS
+    return code
+
+
+def _dry_run_funds(rpc_url: str, account: int, result: DeployResult, multiplier: float) -> bool:
+    """Say whether ``account`` can pay for the dry run's transactions; False when not."""
+    from keeper.chain.balance import TxFee, affordability, balance_at
+
+    try:
+        balance = asyncio.run(balance_at(rpc_url, account))
+    except Exception as exc:  # noqa: BLE001 - the dry run's answer stands; this is advice
+        print(
+            f"dry run: the account's STRK balance could not be read ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return True
+    fees = [
+        None if tx.estimated_fee is None or tx.max_fee is None
+        else TxFee(tx.estimated_fee, tx.max_fee)
+        for tx in result.transactions
+    ]
+    verdict = affordability(balance, fees, multiplier)
+    print(f"dry run: {verdict.describe(account)}", file=sys.stderr)
+    return verdict.can_pay
 
 
 def _print_result(result: DeployResult, *, dry_run: bool, out: Path) -> int:

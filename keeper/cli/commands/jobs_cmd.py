@@ -16,6 +16,7 @@ from keeper.cli.options import add_config_option
 from keeper.cli.tables import format_table
 from keeper.core.config import config_path_from, load_config
 from keeper.core.errors import UsageError
+from keeper.engine.funds import INSUFFICIENT_FUNDS
 from keeper.store.db import open_existing_store
 from keeper.store.jobs import Job, JobState, JobStore
 
@@ -26,7 +27,8 @@ def register(sub: Any) -> None:
         help="list the keeper's jobs; `jobs retry EPOCH` runs a failed one again",
         description="List the most recent jobs (one per epoch): state, run, attempts, and "
         "for a failed job its reason and when it runs again, or that it is parked (a money "
-        "rule stopped it: only `jobs retry EPOCH` runs it again).",
+        "rule stopped it: only `jobs retry EPOCH` runs it again); a job that waits for "
+        "funds (insufficient_funds) runs on by itself once the account is funded.",
     )
     add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON array")
@@ -66,7 +68,9 @@ def _epoch(text: str) -> int:
 
 
 def job_summary(job: Job) -> dict[str, Any]:
-    if job.state != JobState.FAILED:
+    if job.is_open and job.failure_code == INSUFFICIENT_FUNDS:
+        next_run = "when funded"  # it resumes by itself (keeper.engine.funds_guard)
+    elif job.state != JobState.FAILED:
         next_run = None
     elif job.parked:
         next_run = "parked"

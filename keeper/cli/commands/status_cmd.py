@@ -1,13 +1,16 @@
-"""``obsqra-keeper status``: where the event stream is.
+"""``obsqra-keeper status``: where the event stream is, and the account's funds.
 
 Reads the stream tables of the store (opening it migrates an older file, as every
-command does) and asks the node for its head with a short timeout; an unreachable node
-is reported, not fatal.
+command does) and asks the node for its head and the account's STRK balance with a
+short timeout; an unreachable node is reported, not fatal. The balance is shown with
+the rebalances it pays for at the ledger's median cost per executed allocation
+(keeper.engine.funds).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -18,7 +21,10 @@ import httpx
 from keeper.cli.options import add_config_option
 from keeper.core.config import config_path_from, load_config
 from keeper.core.errors import StoreError
+from keeper.engine.funds import FundsStatus, strk
+from keeper.engine.funds_guard import funds_status_at
 from keeper.store.db import open_store
+from keeper.store.ledger import Ledger
 from keeper.stream.eventlog import EventLog
 
 _HEAD_TIMEOUT_S = 3.0
@@ -26,7 +32,9 @@ _HEAD_TIMEOUT_S = 3.0
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "status", help="show the event stream: source, cursor, lag to head, last event"
+        "status",
+        help="show the event stream (source, cursor, lag to head, last event) and the "
+        "account's STRK with the rebalances it pays for",
     )
     add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -58,8 +66,15 @@ def collect(config_path: Path | None, environ: dict[str, str]) -> dict[str, Any]
             f"no store at {path}: the keeper has not run with this config yet "
             "(or store.path points elsewhere)"
         )
+    account = int(config.chain.account_address, 16)
     with open_store(path) as store:
         status = EventLog(store, source=config.stream.source).status()
+        funds, funds_error = asyncio.run(
+            funds_status_at(
+                config.chain.rpc_url, account, Ledger(store), config.funds,
+                timeout_s=_HEAD_TIMEOUT_S,
+            )
+        )
     head, head_error = node_head(config.chain.rpc_url)
     cursor = status.cursor
     return {
@@ -78,7 +93,21 @@ def collect(config_path: Path | None, environ: dict[str, str]) -> dict[str, Any]
         "unprocessed": status.unprocessed,
         "quarantined": status.quarantined,
         "last_event": status.last_event,
+        "account": hex(account),
+        "funds": None if funds is None else funds.as_json(),
+        "funds_line": None if funds is None else _funds_line(funds, hex(account)),
+        "funds_error": funds_error,
     }
+
+
+def _funds_line(funds: FundsStatus, account: str) -> str:
+    line = (
+        f"{strk(funds.balance_fri)} in {account}: {funds.rebalances} rebalance(s) at "
+        f"{funds.figure.describe()}"
+    )
+    if funds.low:
+        line += f"; LOW: below funds.min_rebalances = {funds.min_rebalances}, top up the account"
+    return line
 
 
 def render(info: dict[str, Any]) -> str:
@@ -108,6 +137,10 @@ def render(info: dict[str, Any]) -> str:
         )
     lines.append(f"events:      {info['events']} stored, {info['unprocessed']} unprocessed")
     lines.append(f"quarantined: {info['quarantined']}")
+    if info["funds_line"] is not None:
+        lines.append(f"funds:       {info['funds_line']}")
+    else:
+        lines.append(f"funds:       unknown — {info['funds_error']}")
     return "\n".join(lines)
 
 
