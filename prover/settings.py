@@ -115,6 +115,10 @@ class ProverSettings(BaseModel):
     fri_step_list: tuple[int, ...] | None = Field(
         default=None, description="operator override of the FRI split; unset: computed"
     )
+    # Merkle layers, counted from the bottom (the table rows are the first), that Stone
+    # hashes with keccak instead of Poseidon (Integrity's n_verifier_friendly_commitment_
+    # layers is set so; stone5/stone6 only). 0: all Poseidon (Integrity's examples).
+    keccak_commitment_layers: int = Field(default=0, ge=0, le=32)
     timeout_s: float = Field(default=900.0, gt=0)
     verify_timeout_s: float = Field(default=120.0, gt=0)
     # Address-space limit (RLIMIT_AS) of the prover process. FACTS §1: 16,384 steps peak

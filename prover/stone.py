@@ -150,8 +150,15 @@ class _ChildExit:
 # --- pure parts -------------------------------------------------------------------------
 
 
-def stone_parameter_file(fri: FriParameters, parameter_set: ParameterSet) -> dict[str, Any]:
-    """The ``--parameter_file`` content for this FRI shape and hash parameter set."""
+def stone_parameter_file(
+    fri: FriParameters, parameter_set: ParameterSet, keccak_commitment_layers: int = 0
+) -> dict[str, Any]:
+    """The ``--parameter_file`` content for this FRI shape and hash parameter set.
+
+    ``keccak_commitment_layers``: how many of the deepest Merkle layers (the table rows
+    counting as one) are hashed with keccak instead of Poseidon (see
+    ``verifier_friendly_layers``); 0 keeps every layer Poseidon.
+    """
     params: dict[str, Any] = {
         "field": "PrimeField0",
         "stark": fri.to_stone_stark(),
@@ -159,7 +166,32 @@ def stone_parameter_file(fri: FriParameters, parameter_set: ParameterSet) -> dic
     }
     if parameter_set != "keccak":
         params.update(json.loads(json.dumps(_VERIFIER_FRIENDLY)))
+        if keccak_commitment_layers:
+            params["n_verifier_friendly_commitment_layers"] = verifier_friendly_layers(
+                fri, keccak_commitment_layers
+            )
     return params
+
+
+def verifier_friendly_layers(fri: FriParameters, keccak_commitment_layers: int) -> int:
+    """Integrity's ``n_verifier_friendly_commitment_layers`` that leaves the deepest
+    ``keccak_commitment_layers`` layers of the trace tables to keccak.
+
+    Both Stone and Integrity count Merkle depth from the root: a node at depth d is hashed
+    with Poseidon iff d <= n; the rows of a table of height h (the leaves' parents sit at
+    depth h) iff n >= h + 1. The trace and composition tables are the tallest (height =
+    log2 of the evaluation domain = log2(16 * n_steps) + log_n_cosets); FRI layers are
+    shorter, so they stay all-Poseidon unless more layers are asked for. Measured
+    (bench/bench_integrity.py): hashing the 23-column trace rows with Poseidon is most of
+    Stone's time; one keccak per decommitted row is cheap on-chain next to that.
+    """
+    if keccak_commitment_layers < 0:
+        raise FriParameterError(
+            f"keccak_commitment_layers must be >= 0, got {keccak_commitment_layers}"
+        )
+    log_degree = sum(fri.fri_step_list) + (fri.last_layer_degree_bound.bit_length() - 1)
+    height = log_degree + fri.log_n_cosets
+    return max(0, height + 1 - keccak_commitment_layers)
 
 
 def choose_fri(n_steps: int, settings: ProverSettings) -> FriParameters:
@@ -424,7 +456,7 @@ def _prepare(
     """Validate the trace directory and write the parameter and prover-config files."""
     inputs = _load_trace_dir(trace_dir.resolve(), program_path)
     fri = choose_fri(inputs.n_steps, settings)
-    params = stone_parameter_file(fri, settings.parameter_set)
+    params = stone_parameter_file(fri, settings.parameter_set, settings.keccak_commitment_layers)
     out = (out_dir or inputs.trace_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n")

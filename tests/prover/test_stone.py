@@ -35,6 +35,7 @@ from prover.stone import (
     locate_stone,
     public_outputs,
     stone_parameter_file,
+    verifier_friendly_layers,
 )
 from tests.support.reference import STONE_SAMPLES
 
@@ -148,6 +149,24 @@ def test_parameter_files_match_the_samples() -> None:
         (SAMPLES / "params_stone6_integrity.json").read_text()
     )
     assert stone_parameter_file(fri, "stone5") == stone_parameter_file(fri, "stone6")
+
+
+@given(log_n_steps=st.integers(3, 24), cosets=st.integers(2, 6), keccak=st.integers(1, 8))
+def test_keccak_layers_leave_the_deepest_trace_layers_to_keccak(
+    log_n_steps: int, cosets: int, keccak: int
+) -> None:
+    settings = ProverSettings(log_n_cosets=cosets, last_layer_degree_bound=4)
+    fri = choose_fri(2**log_n_steps, settings)
+    height = log_n_steps + 4 + cosets  # log2 of the evaluation domain: the trace tables
+    params = stone_parameter_file(fri, "stone6", keccak)
+    # Integrity (and Stone): rows verifier-friendly iff n >= height + 1, a node at depth d
+    # iff n >= d: exactly the `keccak` deepest layers (rows first) use keccak.
+    assert params["n_verifier_friendly_commitment_layers"] == max(0, height + 1 - keccak)
+    assert verifier_friendly_layers(fri, keccak) == max(0, height + 1 - keccak)
+    assert stone_parameter_file(fri, "stone6", 0)["n_verifier_friendly_commitment_layers"] == 1000
+    assert "n_verifier_friendly_commitment_layers" not in stone_parameter_file(
+        fri, "keccak", keccak
+    )
 
 
 @given(log_n_steps=st.integers(3, 24), bits=st.integers(80, 110), cosets=st.integers(2, 4))
