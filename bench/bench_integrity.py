@@ -33,7 +33,8 @@ calldata felts are computed from the proof alone.
     .venv/bin/python bench/bench_integrity.py --work /tmp/bi --offline   # proofs kept in
                                                                          # /tmp/bi, reused
 Config syntax: c=LOG_N_COSETS,pow=POW_BITS[,last=LAST_LAYER][,keccak=KECCAK_LAYERS]
-[,steps=0-4-4-2] (keccak: ProverSettings.keccak_commitment_layers).
+[,steps=0-4-4-2] (keccak: ProverSettings.keccak_commitment_layers; last and keccak default
+to ProverSettings').
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ from prover.settings import ProverSettings  # noqa: E402
 INPUTS = ROOT / "config" / "devnet_inputs.json"
 REQUIRED_BITS = 96
 # The configurations worth comparing at 96 bits (see docs/verification-cost.md).
-DEFAULT_CONFIGS = ("c=4,pow=20", "c=4,pow=20,keccak=1")
+DEFAULT_CONFIGS = (
+    "c=4,pow=20,last=64,keccak=0",  # the default before issue 20
+    "c=4,pow=20,last=64,keccak=1",
+    "c=5,pow=21,last=64,keccak=1",
+    "c=5,pow=21,last=256,keccak=1",  # ProverSettings' default
+    "c=5,pow=21,last=256,keccak=2",
+)
 
 
 @dataclass(frozen=True)
 class Shape:
     log_n_cosets: int
     proof_of_work_bits: int
-    last_layer_degree_bound: int = 64
+    last_layer_degree_bound: int = ProverSettings().last_layer_degree_bound
     fri_step_list: tuple[int, ...] | None = None
-    keccak_commitment_layers: int = 0
+    keccak_commitment_layers: int = ProverSettings().keccak_commitment_layers
 
     @classmethod
     def parse(cls, text: str) -> Shape:
@@ -148,6 +155,7 @@ async def prove(shape: Shape, trace_dir: Path, work: Path, base: ProverSettings)
         "proof_path": str(result.proof_path),
         "prove_wall_s": round(result.wall_seconds, 1),
         "prove_cpu_s": round(result.cpu_seconds, 1),
+        "peak_rss_mb": round(result.peak_rss_mb),
     }
     record.write_text(json.dumps(data))
     return data
