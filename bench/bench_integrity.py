@@ -132,12 +132,30 @@ class Shape:
 # --- proving ----------------------------------------------------------------------------
 
 
-def trace(work: Path, inputs_path: Path) -> Path:
+def trace(work: Path, inputs_path: Path, extra_words: int = 0) -> Path:
+    """The allocation trace; with ``extra_words`` the program carries that many more
+    bytecode words in a function nothing calls (same run, same output, bigger public
+    memory): what each word of the program costs every verification."""
+    from prover import program
     from prover.trace import generate_trace
 
-    out = work / "trace"
-    if not (out / "trace.json").is_file():
+    out = work / ("trace" if not extra_words else f"trace_plus{extra_words}")
+    if (out / "trace.json").is_file():
+        return out
+    if not extra_words:
         generate_trace(load_inputs(inputs_path), out)
+        return out
+    source = program.SOURCE_PATH.read_text(encoding="utf-8")
+    # `tempvar` of an immediate is one instruction + its immediate: 2 words each.
+    body = "".join(f"    tempvar pad{i} = {i + 1};\n" for i in range(extra_words // 2))
+    padded = work / f"allocation_plus{extra_words}.cairo"
+    padded.write_text(source + f"\nfunc unused_padding() {{\n{body}    ret;\n}}\n")
+    original = program.SOURCE_PATH
+    program.SOURCE_PATH = padded
+    try:
+        generate_trace(load_inputs(inputs_path), out)
+    finally:
+        program.SOURCE_PATH = original
     return out
 
 
@@ -145,7 +163,8 @@ async def prove(shape: Shape, trace_dir: Path, work: Path, base: ProverSettings)
     """Prove once per configuration; a proof already in ``work`` is reused with its times."""
     from prover.stone import StoneRunner
 
-    out = work / "proofs" / shape.key
+    suffix = "" if trace_dir.name == "trace" else "_" + trace_dir.name
+    out = work / "proofs" / (shape.key + suffix)
     record = out / "bench.json"
     if record.is_file():
         return dict(json.loads(record.read_text()))
@@ -349,7 +368,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         required_security_bits=REQUIRED_BITS,
         timeout_s=3600.0,
     )
-    trace_dir = trace(work, args.inputs)
+    trace_dir = trace(work, args.inputs, args.extra_program_words)
     chain = None if args.offline else await devnet_chain(work)
     for index, shape in enumerate(args.config or [Shape.parse(c) for c in DEFAULT_CONFIGS]):
         proved = await prove(shape, trace_dir, work, base)
@@ -377,6 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--offline", action="store_true", help="no devnet: calldata only")
     parser.add_argument("--breakdown", action="store_true")
     parser.add_argument("--monolith", action="store_true")
+    parser.add_argument(
+        "--extra-program-words",
+        type=int,
+        default=0,
+        metavar="N",
+        help="prove a program N words bigger (uncalled code): gas per bytecode word",
+    )
     args = parser.parse_args(argv)
     # stdout carries the JSON lines: the keeper's log lines go to stderr.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
