@@ -122,6 +122,10 @@ class ProverSettings(BaseModel):
     # hashes with keccak instead of Poseidon (Integrity's n_verifier_friendly_commitment_
     # layers is set so; stone5/stone6 only). 0: all Poseidon (Integrity's own examples).
     keccak_commitment_layers: int = Field(default=1, ge=0, le=32)
+    # Scheduling niceness of the Stone prover process (0: the keeper's own priority). A
+    # proof made before it is due (issue 20's "prove ahead") should run at 19 so that it
+    # never slows the keeper or a due proof down.
+    niceness: int = Field(default=0, ge=0, le=19)
     timeout_s: float = Field(default=900.0, gt=0)
     verify_timeout_s: float = Field(default=120.0, gt=0)
     # Address-space limit (RLIMIT_AS) of the prover process. FACTS §1: 16,384 steps peak

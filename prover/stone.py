@@ -303,6 +303,13 @@ def _limit_address_space(limit_bytes: int) -> None:  # runs in the child before 
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
+def _child_setup(limit_bytes: int | None, niceness: int) -> None:  # in the child, before exec
+    if limit_bytes:
+        _limit_address_space(limit_bytes)
+    if niceness:
+        os.nice(niceness)
+
+
 async def _wait4(pid: int) -> tuple[int, resource.struct_rusage]:
     """Reap ``pid`` with its own rusage (precise even when several children run)."""
     loop = asyncio.get_running_loop()
@@ -359,6 +366,7 @@ async def _run_child(
     timeout_s: float,
     memory_limit_mb: int | None,
     env: Mapping[str, str],
+    niceness: int = 0,
 ) -> _ChildExit:
     limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
     with log_path.open("wb") as log:
@@ -370,7 +378,9 @@ async def _run_child(
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=(lambda: _limit_address_space(limit)) if limit else None,
+                preexec_fn=(
+                    (lambda: _child_setup(limit, niceness)) if limit or niceness else None
+                ),
                 env=dict(env),
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
@@ -555,6 +565,7 @@ class StoneRunner:
             timeout_s=settings.timeout_s,
             memory_limit_mb=settings.memory_limit_mb,
             env=self._env,
+            niceness=settings.niceness,
         )
         if prover_exit.timed_out:
             raise StoneTimeoutError(

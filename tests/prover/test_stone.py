@@ -138,6 +138,18 @@ async def test_written_parameter_file_has_integrity_settings(trace_dir: Path) ->
     assert config == json.loads((SAMPLES / "prover_config.json").read_text())
 
 
+@pytest.mark.parametrize("niceness", [0, 19])
+async def test_prover_runs_at_the_configured_niceness(
+    trace_dir: Path, monkeypatch: pytest.MonkeyPatch, niceness: int
+) -> None:
+    monkeypatch.setenv("FAKE_STONE_REPORT_NICENESS", "1")
+    base = os.nice(0)  # the test's own niceness: the child adds to it
+    await StoneRunner(fake_settings(niceness=niceness)).prove(trace_dir)
+    log = (trace_dir / PROVER_LOG).read_text()
+    assert f"niceness {min(19, base + niceness)}" in log
+    assert os.nice(0) == base  # only the child was re-niced
+
+
 async def test_proof_goes_to_out_dir(trace_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = await StoneRunner(fake_settings()).prove(trace_dir, out_dir=out)
