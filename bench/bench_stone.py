@@ -1,6 +1,7 @@
 """The real Stone on the allocation trace: what each blowup costs to prove and to send.
 
-    .venv/bin/python bench/bench_stone.py [--cosets 2,3,4] [--bits 96] [--pow 20] [--runs 1]
+    .venv/bin/python bench/bench_stone.py [--cosets 2,3,4] [--bits 96] [--pow 20]
+        [--last-layer 64] [--keccak-layers 0] [--runs 1]
 
 Traces the allocation program on config/devnet_inputs.json (the keeper's own trace,
 4,096 steps on the small layout), then proves it with the Stone that `make setup`
@@ -63,6 +64,8 @@ async def _one(trace: Path, settings: ProverSettings, runs: int, out: Path) -> d
         "proof_of_work_bits": settings.proof_of_work_bits,
         "security_bits": first.security_bits,
         "fri_step_list": list(first.fri.fri_step_list),
+        "last_layer_degree_bound": settings.last_layer_degree_bound,
+        "keccak_commitment_layers": settings.keccak_commitment_layers,
         "n_steps": json.loads((trace / "public_input.json").read_text())["n_steps"],
         "parameter_set": first.parameter_set,
         "prove_wall_s": round(statistics.median(s.wall_seconds for s in samples), 1),
@@ -80,6 +83,13 @@ def main() -> int:
     parser.add_argument("--cosets", default="2,3,4", help="log_n_cosets values (default 2,3,4)")
     parser.add_argument("--bits", type=int, default=96, help="security bits (default 96)")
     parser.add_argument("--pow", type=int, default=20, help="proof-of-work bits (default 20)")
+    parser.add_argument("--last-layer", type=int, default=64, help="last FRI layer degree bound")
+    parser.add_argument(
+        "--keccak-layers",
+        type=int,
+        default=0,
+        help="Merkle layers hashed with keccak (0: all Poseidon)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="runs per configuration")
     args = parser.parse_args()
     build = locate_stone(os.environ)
@@ -91,6 +101,8 @@ def main() -> int:
         stone_verifier_path=build.verifier,
         required_security_bits=args.bits,
         proof_of_work_bits=args.pow,
+        last_layer_degree_bound=args.last_layer,
+        keccak_commitment_layers=args.keccak_layers,
         timeout_s=3600.0,
     )
     inputs = model.load_inputs(INPUTS)
@@ -101,8 +113,12 @@ def main() -> int:
             try:
                 line = asyncio.run(_one(trace, settings, args.runs, Path(tmp) / f"c{cosets}"))
             except StoneError as exc:
-                line = {"bench": "stone", "log_n_cosets": cosets, "error": exc.code,
-                        "detail": exc.message}
+                line = {
+                    "bench": "stone",
+                    "log_n_cosets": cosets,
+                    "error": exc.code,
+                    "detail": exc.message,
+                }
             print(json.dumps(line), flush=True)
     return 0
 

@@ -106,20 +106,30 @@ class ProverSettings(BaseModel):
     )
     # Set by the keeper from the router's min_security_bits, never from local config.
     required_security_bits: int = Field(default=96, ge=1, le=256, exclude=True)
-    # Default FRI shape for 96 bits: 4 cosets x 19 queries + 20 PoW bits. The on-chain
-    # verification, not the prover, is the expensive side: Integrity's gas and calldata
-    # scale with the number of queries. 2 x 38 + 20 takes about 1/3.5 of the prover CPU
-    # (bench/bench_stone.py: 38.8 vs 135.8 CPU s on the allocation trace) but its
-    # verify_proof_initial needs 4,994-5,010 calldata felts, at or over the 5,000 a
-    # Starknet transaction may carry, and ~409.5 M L2 gas in all; 19 queries roughly
-    # halves both. 20 PoW bits is the
-    # lowest Integrity accepts ([20, 50)); PoW grinding time varies wildly run to run.
-    log_n_cosets: int = Field(default=4, ge=1, le=16)
-    proof_of_work_bits: int = Field(default=20, ge=20, lt=50)
-    last_layer_degree_bound: int = Field(default=64, ge=1)
+    # Default shape for 96 bits: 5 cosets x 15 queries + 21 PoW bits, last FRI layer 256,
+    # the trace rows hashed with keccak (keccak_commitment_layers 1). Measured on the
+    # allocation proof (bench/bench_integrity.py, docs/verification-cost.md): 280.3 M L2 gas
+    # in 4 transactions (initial 3,916 felts) and 68 CPU s of Stone, against 277.0 M in 5
+    # transactions and 134 CPU s for the previous 4 x 19 + 20 all-Poseidon shape. Hashing
+    # the 23-column trace rows with Poseidon is most of Stone's time; on-chain a keccak row
+    # costs ~2.3 M gas per query, paid back by the 4 queries a 5th coset saves. Each further
+    # keccak layer saves ~20 CPU s and costs ~10 M gas; 2 x 38 queries needs 5,010 felts in
+    # one transaction (over Starknet's 5,000) and ~409.5 M gas. 21 PoW bits is what 15
+    # queries need for 96; Integrity accepts [20, 50); grinding time varies run to run.
+    log_n_cosets: int = Field(default=5, ge=1, le=16)
+    proof_of_work_bits: int = Field(default=21, ge=20, lt=50)
+    last_layer_degree_bound: int = Field(default=256, ge=1)
     fri_step_list: tuple[int, ...] | None = Field(
         default=None, description="operator override of the FRI split; unset: computed"
     )
+    # Merkle layers, counted from the bottom (the table rows are the first), that Stone
+    # hashes with keccak instead of Poseidon (Integrity's n_verifier_friendly_commitment_
+    # layers is set so; stone5/stone6 only). 0: all Poseidon (Integrity's own examples).
+    keccak_commitment_layers: int = Field(default=1, ge=0, le=32)
+    # Scheduling niceness of the Stone prover process (0: the keeper's own priority). A
+    # proof made before it is due (issue 20's "prove ahead") should run at 19 so that it
+    # never slows the keeper or a due proof down.
+    niceness: int = Field(default=0, ge=0, le=19)
     timeout_s: float = Field(default=900.0, gt=0)
     verify_timeout_s: float = Field(default=120.0, gt=0)
     # Address-space limit (RLIMIT_AS) of the prover process. FACTS §1: 16,384 steps peak

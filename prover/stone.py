@@ -153,8 +153,15 @@ class _ChildExit:
 # --- pure parts -------------------------------------------------------------------------
 
 
-def stone_parameter_file(fri: FriParameters, parameter_set: ParameterSet) -> dict[str, Any]:
-    """The ``--parameter_file`` content for this FRI shape and hash parameter set."""
+def stone_parameter_file(
+    fri: FriParameters, parameter_set: ParameterSet, keccak_commitment_layers: int = 0
+) -> dict[str, Any]:
+    """The ``--parameter_file`` content for this FRI shape and hash parameter set.
+
+    ``keccak_commitment_layers``: how many of the deepest Merkle layers (the table rows
+    counting as one) are hashed with keccak instead of Poseidon (see
+    ``verifier_friendly_layers``); 0 keeps every layer Poseidon.
+    """
     params: dict[str, Any] = {
         "field": "PrimeField0",
         "stark": fri.to_stone_stark(),
@@ -162,7 +169,32 @@ def stone_parameter_file(fri: FriParameters, parameter_set: ParameterSet) -> dic
     }
     if parameter_set != "keccak":
         params.update(json.loads(json.dumps(_VERIFIER_FRIENDLY)))
+        if keccak_commitment_layers:
+            params["n_verifier_friendly_commitment_layers"] = verifier_friendly_layers(
+                fri, keccak_commitment_layers
+            )
     return params
+
+
+def verifier_friendly_layers(fri: FriParameters, keccak_commitment_layers: int) -> int:
+    """Integrity's ``n_verifier_friendly_commitment_layers`` that leaves the deepest
+    ``keccak_commitment_layers`` layers of the trace tables to keccak.
+
+    Both Stone and Integrity count Merkle depth from the root: a node at depth d is hashed
+    with Poseidon iff d <= n; the rows of a table of height h (the leaves' parents sit at
+    depth h) iff n >= h + 1. The trace and composition tables are the tallest (height =
+    log2 of the evaluation domain = log2(16 * n_steps) + log_n_cosets); FRI layers are
+    shorter, so they stay all-Poseidon unless more layers are asked for. Measured
+    (bench/bench_integrity.py): hashing the 23-column trace rows with Poseidon is most of
+    Stone's time; one keccak per decommitted row is cheap on-chain next to that.
+    """
+    if keccak_commitment_layers < 0:
+        raise FriParameterError(
+            f"keccak_commitment_layers must be >= 0, got {keccak_commitment_layers}"
+        )
+    log_degree = sum(fri.fri_step_list) + (fri.last_layer_degree_bound.bit_length() - 1)
+    height = log_degree + fri.log_n_cosets
+    return max(0, height + 1 - keccak_commitment_layers)
 
 
 def choose_fri(n_steps: int, settings: ProverSettings) -> FriParameters:
@@ -274,8 +306,9 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
-def _child_setup(limit_bytes: int | None, parent_pid: int) -> None:  # in the child, pre-exec
-    """Tie the prover's life to the keeper's, then cap its address space.
+def _child_setup(limit_bytes: int | None, niceness: int, parent_pid: int) -> None:
+    """In the child, before exec: tie the prover's life to the keeper's, lower its
+    priority, cap its address space.
 
     Stone runs in its own session (so a timeout or a cancelled job can kill its whole
     group), which also takes it out of the keeper's process group: a keeper killed with
@@ -286,6 +319,8 @@ def _child_setup(limit_bytes: int | None, parent_pid: int) -> None:  # in the ch
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the keeper died before the request took effect
             os._exit(1)
+    if niceness:
+        os.nice(niceness)
     if limit_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
@@ -346,6 +381,7 @@ async def _run_child(
     timeout_s: float,
     memory_limit_mb: int | None,
     env: Mapping[str, str],
+    niceness: int = 0,
 ) -> _ChildExit:
     limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
     with log_path.open("wb") as log:
@@ -357,7 +393,7 @@ async def _run_child(
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=functools.partial(_child_setup, limit, os.getpid()),
+                preexec_fn=functools.partial(_child_setup, limit, niceness, os.getpid()),
                 env=dict(env),
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
@@ -443,7 +479,7 @@ def _prepare(
     """Validate the trace directory and write the parameter and prover-config files."""
     inputs = _load_trace_dir(trace_dir.resolve(), program_path)
     fri = choose_fri(inputs.n_steps, settings)
-    params = stone_parameter_file(fri, settings.parameter_set)
+    params = stone_parameter_file(fri, settings.parameter_set, settings.keccak_commitment_layers)
     out = (out_dir or inputs.trace_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n")
@@ -555,6 +591,7 @@ class StoneRunner:
             timeout_s=settings.timeout_s,
             memory_limit_mb=settings.memory_limit_mb,
             env=self._env,
+            niceness=settings.niceness,
         )
         if prover_exit.timed_out:
             raise StoneTimeoutError(

@@ -259,3 +259,49 @@ def _felt(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < PRIME:
         raise BadJobId(f"job id {value!r} is not a field element: use an int in 0..P-1")
     return value
+
+
+def calldata_parts(proof: StarkProof) -> dict[str, int]:
+    """Felts of the monolith calldata per part of the proof (they sum to its length).
+
+    What each part of a verification pays for in calldata, to find where the gas goes:
+    the public memory (the program's bytecode among it) is paid by every verification
+    whatever the trace; decommitments and FRI layers grow with the number of queries.
+    """
+    public_input = proof.public_input
+    # Integrity's strict mode: the program is memory [initial_pc = 1, initial_fp - 2), and
+    # initial_fp is where the execution segment begins.
+    initial_fp = public_input.segments[1].begin_addr
+    program_cells = sum(1 for cell in public_input.main_page if 1 <= cell.address < initial_fp - 2)
+    memory_felts = 2 * len(public_input.main_page)
+    witness = proof.witness
+    sent = proof.unsent_commitment
+
+    def table(part: TableWitness) -> tuple[int, int]:
+        # Serde of a *WithSerde table: its length, then the span (length again + felts).
+        return 2 + len(part.values), 2 + len(part.authentications)
+
+    trace_values = table(witness.traces_original)[0] + table(witness.traces_interaction)[0]
+    trace_auth = table(witness.traces_original)[1] + table(witness.traces_interaction)[1]
+    composition_values, composition_auth = table(witness.composition)
+    fri_leaves = sum(1 + len(layer.leaves) for layer in witness.fri_layers)
+    fri_auth = sum(1 + len(layer.authentications) for layer in witness.fri_layers)
+    parts = {
+        "config": len(_config(proof.config)),
+        "public_memory_program": 2 * program_cells,
+        "public_memory_other": memory_felts - 2 * program_cells,
+        "public_input_other": len(_public_input(public_input)) - memory_felts,
+        "oods_values": 1 + len(sent.oods_values),
+        "fri_last_layer": 1 + len(sent.fri_last_layer_coefficients),
+        "commitments": len(_unsent_commitment(sent))
+        - (1 + len(sent.oods_values))
+        - (1 + len(sent.fri_last_layer_coefficients)),
+        "trace_values": trace_values,
+        "trace_authentications": trace_auth,
+        "composition_values": composition_values,
+        "composition_authentications": composition_auth,
+        "fri_layer_leaves": fri_leaves,
+        "fri_layer_authentications": fri_auth,
+        "fri_span_header": 1,
+    }
+    return parts

@@ -110,7 +110,7 @@ def test_missing_field_exits_78_naming_it(
             "not valid hex",
         ),
         (
-            "proof_of_work_bits = 20",
+            "proof_of_work_bits = 21",
             "proof_of_work_bits = 60",
             "prover.proof_of_work_bits",
             "less than 50",

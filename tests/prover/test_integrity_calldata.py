@@ -60,6 +60,7 @@ from prover.integrity import (
     verification_hash,
     verifier_config,
 )
+from prover.integrity.calldata import calldata_parts
 from prover.integrity.field import MONTGOMERY_R, PRIME
 from prover.integrity.folding import FRI_GROUP, FriLayerQuery, fold_layer, fri_formula
 from prover.integrity.model import MemoryCell
@@ -236,6 +237,16 @@ def test_transaction_limit_refuses_the_allocation_initial_call() -> None:
     assert caught.value.code == "calldata_too_large"
     check_transaction_sizes(allocation, limit=5010)  # the limit is the only obstacle
     assert MAX_TRANSACTION_CALLDATA == 5000
+
+
+def test_calldata_parts_add_up_to_the_monolith_and_find_the_program() -> None:
+    for name, program_words in ((FIBONACCI, 34), (ALLOCATION, 1105)):
+        proof = _proof(_named_proof_path(name))
+        parts = calldata_parts(proof)
+        assert sum(parts.values()) == len(monolith_calldata(proof))
+        assert parts["public_memory_program"] == 2 * program_words  # (address, value) pairs
+        assert parts["oods_values"] == 1 + len(proof.unsent_commitment.oods_values)
+        assert all(felts > 0 for felts in parts.values())
 
 
 # ---------------------------------------------------------------- split structure

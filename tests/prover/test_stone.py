@@ -36,6 +36,7 @@ from prover.stone import (
     classify_prover_failure,
     public_outputs,
     stone_parameter_file,
+    verifier_friendly_layers,
 )
 from prover.stone_tools import locate_stone
 from tests.support.processes import live_processes
@@ -128,12 +129,28 @@ async def test_written_parameter_file_has_integrity_settings(trace_dir: Path) ->
     await StoneRunner(fake_settings()).prove(trace_dir)
     written = json.loads((trace_dir / "cpu_air_params.json").read_text())
     sample = json.loads((SAMPLES / "params_stone6_integrity.json").read_text())
-    assert {k: v for k, v in written.items() if k != "stark"} == {
-        k: v for k, v in sample.items() if k != "stark"
+    vf = "n_verifier_friendly_commitment_layers"
+    assert {k: v for k, v in written.items() if k not in ("stark", vf)} == {
+        k: v for k, v in sample.items() if k not in ("stark", vf)
     }
-    assert written["stark"]["fri"]["fri_step_list"] == [0, 4, 4, 2]
+    # Defaults: 4,096 steps, last layer 256, 5 cosets; the trace rows (depth 16 + 5 + 1)
+    # hashed with keccak, every layer above with Poseidon.
+    assert written["stark"]["fri"]["fri_step_list"] == [0, 4, 4]
+    assert written[vf] == 21
     config = json.loads((trace_dir / "cpu_air_prover_config.json").read_text())
     assert config == json.loads((SAMPLES / "prover_config.json").read_text())
+
+
+@pytest.mark.parametrize("niceness", [0, 19])
+async def test_prover_runs_at_the_configured_niceness(
+    trace_dir: Path, monkeypatch: pytest.MonkeyPatch, niceness: int
+) -> None:
+    monkeypatch.setenv("FAKE_STONE_REPORT_NICENESS", "1")
+    base = os.nice(0)  # the test's own niceness: the child adds to it
+    await StoneRunner(fake_settings(niceness=niceness)).prove(trace_dir)
+    log = (trace_dir / PROVER_LOG).read_text()
+    assert f"niceness {min(19, base + niceness)}" in log
+    assert os.nice(0) == base  # only the child was re-niced
 
 
 async def test_proof_goes_to_out_dir(trace_dir: Path, tmp_path: Path) -> None:
@@ -153,11 +170,29 @@ def test_parameter_files_match_the_samples() -> None:
     assert stone_parameter_file(fri, "stone5") == stone_parameter_file(fri, "stone6")
 
 
-@given(log_n_steps=st.integers(3, 24), bits=st.integers(80, 110), cosets=st.integers(2, 4))
+@given(log_n_steps=st.integers(3, 24), cosets=st.integers(2, 6), keccak=st.integers(1, 8))
+def test_keccak_layers_leave_the_deepest_trace_layers_to_keccak(
+    log_n_steps: int, cosets: int, keccak: int
+) -> None:
+    settings = ProverSettings(log_n_cosets=cosets, last_layer_degree_bound=4)
+    fri = choose_fri(2**log_n_steps, settings)
+    height = log_n_steps + 4 + cosets  # log2 of the evaluation domain: the trace tables
+    params = stone_parameter_file(fri, "stone6", keccak)
+    # Integrity (and Stone): rows verifier-friendly iff n >= height + 1, a node at depth d
+    # iff n >= d: exactly the `keccak` deepest layers (rows first) use keccak.
+    assert params["n_verifier_friendly_commitment_layers"] == max(0, height + 1 - keccak)
+    assert verifier_friendly_layers(fri, keccak) == max(0, height + 1 - keccak)
+    assert stone_parameter_file(fri, "stone6", 0)["n_verifier_friendly_commitment_layers"] == 1000
+    assert "n_verifier_friendly_commitment_layers" not in stone_parameter_file(
+        fri, "keccak", keccak
+    )
+
+
+@given(log_n_steps=st.integers(5, 24), bits=st.integers(80, 110), cosets=st.integers(2, 5))
 def test_chosen_fri_meets_the_rule_and_the_bits(log_n_steps: int, bits: int, cosets: int) -> None:
     settings = ProverSettings(required_security_bits=bits, log_n_cosets=cosets)
     fri = choose_fri(2**log_n_steps, settings)
-    assert 6 + sum(fri.fri_step_list) == log_n_steps + 4  # last layer 64 = 2**6
+    assert 8 + sum(fri.fri_step_list) == log_n_steps + 4  # last layer 256 = 2**8
     assert fri.security_bits() >= bits
     assert fri.fri_step_list[0] == 0
 
@@ -184,7 +219,7 @@ def test_public_outputs_of_the_sample() -> None:
 
 
 async def test_fri_mismatch_is_caught_before_stone_runs(trace_dir: Path) -> None:
-    runner = StoneRunner(fake_settings(fri_step_list=(0, 4, 4, 3)))
+    runner = StoneRunner(fake_settings(fri_step_list=(0, 4, 4, 3), last_layer_degree_bound=64))
     with pytest.raises(FriParameterError, match=r"do not match|does not match"):
         await runner.prove(trace_dir)
     assert not (trace_dir / PROVER_LOG).exists()
@@ -196,7 +231,7 @@ async def test_stone_fri_abort_is_classified(
     # Defence in depth: if our pre-check ever let a bad split through, Stone's abort
     # must still come out as the parameter-mismatch class.
     monkeypatch.setattr("prover.stone.check_fri_rule", lambda *a, **k: None)
-    runner = StoneRunner(fake_settings(fri_step_list=(0, 4, 4, 3)))
+    runner = StoneRunner(fake_settings(fri_step_list=(0, 4, 4, 3), last_layer_degree_bound=64))
     with pytest.raises(StoneFriMismatchError) as info:
         await runner.prove(trace_dir)
     assert info.value.code == "fri_mismatch"

@@ -11,6 +11,7 @@ Behaviour switches (environment):
       verifier-friendly parameter set like the CMake-era build.
   FAKE_STONE_MODE = hang | crash | garbage | no_output | oom | lib_missing | tamper
   FAKE_STONE_CHILD_PIDFILE = path: in hang mode, also start a grandchild and write its pid
+  FAKE_STONE_REPORT_NICENESS = 1: the prover logs its scheduling niceness
 """
 
 from __future__ import annotations
