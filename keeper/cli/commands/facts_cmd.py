@@ -10,6 +10,7 @@ from typing import Any
 
 from prover import facts, fri
 from prover.errors import InputError
+from prover.settings import ProverSettings
 
 _VERIFIER_OPTIONS = ("layout", "hasher", "stone_version", "memory_verification")
 
@@ -65,10 +66,19 @@ def register(sub: Any) -> None:
         metavar="N",
         help="n_steps from the public input (a power of two)",
     )
-    params.add_argument("--last-layer-degree-bound", type=int, default=64, metavar="B")
-    params.add_argument("--required-bits", type=int, default=96, metavar="BITS")
-    params.add_argument("--log-n-cosets", type=int, default=4, metavar="K")
-    params.add_argument("--pow-bits", type=int, default=24, metavar="BITS")
+    # The keeper's own defaults (prover.settings), so the command shows what it proves with.
+    keeper = ProverSettings()
+    params.add_argument(
+        "--last-layer-degree-bound", type=int, default=keeper.last_layer_degree_bound,
+        metavar="B",
+    )
+    params.add_argument(
+        "--required-bits", type=int, default=keeper.required_security_bits, metavar="BITS"
+    )
+    params.add_argument("--log-n-cosets", type=int, default=keeper.log_n_cosets, metavar="K")
+    params.add_argument(
+        "--pow-bits", type=int, default=keeper.proof_of_work_bits, metavar="BITS"
+    )
     params.add_argument("--json", action="store_true", help="print one JSON object")
     params.set_defaults(handler=_fri_params)
 
