@@ -223,11 +223,35 @@ def test_from_stone_stark_rejects_malformed_sections() -> None:
 
 
 def test_cli_fri_params_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["fri-params", "--n-steps", "4096", "--json"])
+    code = main(
+        [
+            "fri-params",
+            "--n-steps",
+            "4096",
+            "--log-n-cosets",
+            "4",
+            "--pow-bits",
+            "24",
+            "--last-layer-degree-bound",
+            "64",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     result = json.loads(out)
     assert result == {"n_steps": 4096, "security_bits": 96, "stark": _stark("params.json")}
+
+
+def test_cli_fri_params_defaults_are_the_keepers(capsys: pytest.CaptureFixture[str]) -> None:
+    from prover.settings import ProverSettings
+
+    assert main(["fri-params", "--n-steps", "4096", "--json"]) == 0
+    stark = json.loads(capsys.readouterr().out)["stark"]
+    keeper = ProverSettings()
+    assert stark["log_n_cosets"] == keeper.log_n_cosets
+    assert stark["fri"]["proof_of_work_bits"] == keeper.proof_of_work_bits
+    assert stark["fri"]["last_layer_degree_bound"] == keeper.last_layer_degree_bound
 
 
 def test_cli_fri_params_text(capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,6 +266,8 @@ def test_cli_fri_params_text(capsys: pytest.CaptureFixture[str]) -> None:
             "2",
             "--pow-bits",
             "20",
+            "--last-layer-degree-bound",
+            "64",
         ]
     )
     out, _ = capsys.readouterr()
