@@ -1187,7 +1187,7 @@ async def _risk_engine_calls(
     changes = []
     for param, values, current in wanted:
         if values == current:
-            ctx.step(f"RiskEngine.{param}", "unchanged")
+            ctx.step(_risk_engine_label(param, values), "unchanged")
         else:
             changes.append((param, values))
     if not changes:
@@ -1205,9 +1205,12 @@ async def _risk_engine_calls(
         elif ctx.dry_run and change_calls:
             action = f"would be {action}"
         calls += change_calls
-        shown = f" = {roles.oracle:#x}" if param == "oracle" else ""
-        ctx.step(f"RiskEngine.{param}{shown}", action)
+        ctx.step(_risk_engine_label(param, values), action)
     return calls if sending else []
+
+
+def _risk_engine_label(param: str, values: tuple[int, ...]) -> str:
+    return f"RiskEngine.{param} = {values[0]:#x}" if param == "oracle" else f"RiskEngine.{param}"
 
 
 async def _router_changes(
