@@ -8,8 +8,11 @@ caller persisted from an earlier call, else by looking its dedupId up — and re
 (poll, download) instead of submitting. A new query is submitted only when the current one
 is FAILED (and at most ``atlantic_max_queries_per_job`` per job), under the next dedupId,
 so a crash between seeing FAILED and the new POST still finds the new query. Before every
-POST the dedupId is looked up (404 = none). ``on_query`` hears of the query as soon as it
-exists, before anything else can fail, so the caller can persist its id.
+POST the dedupId is looked up (404 = none); after a POST that got no answer (it may still
+be accepted while Atlantic handles it, and the lookup says 404 until then), the dedupId is
+looked up over ``atlantic_submit_settle_s`` before any second POST. ``on_query`` hears of
+the query as soon as it exists, before anything else can fail, so the caller can persist
+its id.
 
 Then: poll until DONE or FAILED within a deadline, download proof.json, and check the fact
 hash Atlantic reports against our own computation. A mismatch is never accepted.
@@ -195,10 +198,26 @@ class AtlanticResult:
 
 
 class _TransientError(Exception):
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    """An infrastructure failure worth retrying. ``maybe_delivered``: the request may have
+    reached Atlantic (a timeout or a dropped connection after sending, a gateway error):
+    for a POST that means it may still be accepted, so it is not simply sent again."""
+
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, maybe_delivered: bool = True
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
+
+
+class _UnansweredPost(Exception):
+    """A POST that got no usable answer and may have been accepted; not retried as it is
+    (``_find_or_submit`` looks the dedupId up over the settle window first)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Secret:
@@ -288,6 +307,8 @@ class AtlanticClient:
         self._http = httpx.AsyncClient(
             timeout=settings.atlantic_request_timeout_s, transport=transport
         )
+        # dedupId -> when our last POST of it went out and got no answer (this clock).
+        self._unanswered_posts: dict[str, float] = {}
 
     def __repr__(self) -> str:
         network = self._settings.atlantic_network
@@ -454,29 +475,85 @@ class AtlanticClient:
 
     async def _find_or_submit(self, submission: _Submission, dedup_id: str) -> tuple[str, bool]:
         """(query id, whether our POST created it). The caller has just looked ``dedup_id``
-        up (404); every retry looks it up again first, because a POST whose reply was lost
-        may have been accepted."""
-        posted = False
+        up (404).
 
-        async def once() -> tuple[str, bool]:
-            nonlocal posted
-            if posted:
-                found = await self._lookup_once(dedup_id)
-                if found is not None:
-                    return str(found["id"]), True
-            posted = True
+        A POST that got no answer (timed out or cut off after sending, a gateway error, a
+        409 whose query is not visible yet) may still be accepted while Atlantic handles
+        it, and its dedupId lookup answers 404 until then. So it is never followed by
+        another POST straight away: the dedupId is looked up over
+        ``atlantic_submit_settle_s`` from that POST first (also on a later call of this
+        client), and only a window of 404s allows the next POST. A POST refused before it
+        could be accepted (no connection, 429, 503) is retried with the usual backoff."""
+        s = self._settings
+        unanswered: _UnansweredPost | None = None
+        for _ in range(s.atlantic_retry_attempts):
+            found = await self._settle(dedup_id)
+            if found is not None:
+                return str(found["id"]), True
             try:
-                return await self._submit_once(submission, dedup_id), True
-            except AtlanticRejectedError as exc:
-                if exc.status != 409:
-                    raise
-            # 409: an earlier POST of ours (whose reply we lost) holds the dedupId.
-            found = await self._lookup_once(dedup_id)
-            if found is None:
-                raise _TransientError("submission: dedupId taken but its query is not visible yet")
+                query_id = await self._retrying(
+                    "submission", lambda: self._post_once(submission, dedup_id)
+                )
+            except _UnansweredPost as exc:
+                unanswered = exc
+                continue
+            self._unanswered_posts.pop(dedup_id, None)
+            return query_id, True
+        found = await self._settle(dedup_id)
+        if found is not None:
             return str(found["id"]), True
+        reason = unanswered.reason if unanswered is not None else "no answer"
+        raise AtlanticUnavailableError(
+            f"Atlantic answered none of {s.atlantic_retry_attempts} submissions of dedupId "
+            f"{dedup_id} ({reason}), and the dedupId lookup still finds no query; the job's "
+            "next attempt looks it up again before any new submission (nothing is paid "
+            "twice); check the network and https://status.herodotus.cloud, or let Stone prove"
+        )
 
-        return await self._retrying("submission", once)
+    async def _post_once(self, submission: _Submission, dedup_id: str) -> str:
+        """One POST. Raises _UnansweredPost when it may have been accepted without our
+        hearing of it, _TransientError when it certainly was not (retried)."""
+        sent_at = self._clock()
+        try:
+            return await self._submit_once(submission, dedup_id)
+        except _TransientError as exc:
+            if not exc.maybe_delivered:
+                raise
+            self._unanswered_posts[dedup_id] = sent_at
+            raise _UnansweredPost(exc.reason) from exc
+        except AtlanticRejectedError as exc:
+            if exc.status != 409:
+                raise
+            # An earlier POST of ours (whose reply we lost) holds the dedupId.
+            self._unanswered_posts[dedup_id] = sent_at
+            raise _UnansweredPost("submission: HTTP 409, the dedupId is taken") from exc
+
+    async def _settle(self, dedup_id: str) -> dict[str, Any] | None:
+        """After an unanswered POST of ``dedup_id``: look it up until the query shows or
+        ``atlantic_submit_settle_s`` from that POST have passed (one last lookup after
+        the window). None at once when no POST of it is unanswered."""
+        posted_at = self._unanswered_posts.get(dedup_id)
+        if posted_at is None:
+            return None
+        s = self._settings
+        interval = s.atlantic_backoff_base_s
+        while True:
+            found = await self._lookup(dedup_id)
+            if found is not None:
+                self._unanswered_posts.pop(dedup_id, None)
+                _log.info("atlantic.unanswered_post_found", atlantic_query=found["id"],
+                          dedup_id=dedup_id)
+                return found
+            remaining = posted_at + s.atlantic_submit_settle_s - self._clock()
+            if remaining <= 0:
+                _log.warning(
+                    "atlantic.unanswered_post_not_accepted",
+                    dedup_id=dedup_id,
+                    settle_s=s.atlantic_submit_settle_s,
+                )
+                return None
+            await self._sleep(min(interval, remaining))
+            interval = min(interval * 2, s.atlantic_backoff_max_s)
 
     async def _lookup(self, dedup_id: str) -> dict[str, Any] | None:
         return await self._retrying("dedup lookup", lambda: self._lookup_once(dedup_id))
@@ -621,6 +698,11 @@ class AtlanticClient:
     async def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing was sent: the request cannot have reached Atlantic.
+            raise _TransientError(
+                f"{what}: no connection ({exc.__class__.__name__})", maybe_delivered=False
+            ) from exc
         except httpx.TimeoutException as exc:
             raise _TransientError(f"{what}: timed out ({exc.__class__.__name__})") from exc
         except httpx.TransportError as exc:
@@ -704,7 +786,13 @@ def _json_body(response: httpx.Response) -> Any:
 def _raise_for_status(what: str, response: httpx.Response, body: Any) -> None:
     status = response.status_code
     if status in _TRANSIENT_STATUS:
-        raise _TransientError(f"{what}: HTTP {status}", retry_after=_retry_after(response))
+        raise _TransientError(
+            f"{what}: HTTP {status}",
+            retry_after=_retry_after(response),
+            # 429 and 503 refuse the request; 502 and 504 come from a gateway that may
+            # have passed it on before it gave up.
+            maybe_delivered=status in (502, 504),
+        )
     if body is None:  # HTML or garbage: infrastructure in front of Atlantic
         raise _TransientError(f"{what}: HTTP {status} with a non-JSON body")
     detail = _error_detail(body)

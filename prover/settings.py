@@ -178,6 +178,9 @@ class ProverSettings(BaseModel):
     atlantic_poll_interval_s: float = Field(default=10.0, gt=0)
     atlantic_poll_max_interval_s: float = Field(default=60.0, gt=0)
     atlantic_deadline_s: float = Field(default=3600.0, gt=0)  # submit-to-DONE, one proof
+    # After a POST that got no answer (it may still be accepted), the dedupId is looked up
+    # this long before another POST may go out: a 404 meanwhile may be Atlantic still busy.
+    atlantic_submit_settle_s: float = Field(default=120.0, gt=0)
     # Paid queries one job may ever create. A job has one query for its whole life; a new
     # one is only submitted when Atlantic reports the previous one FAILED, and a program
     # that fails on Atlantic will usually fail again: this bounds what that can cost.

@@ -10,8 +10,11 @@
 //!
 //! Every governance parameter (keepers and verifier pins included) changes through a
 //! timelock: `propose_change` -> wait `governance_delay_s` -> `apply_change` (owner, within
-//! GOVERNANCE_GRACE_S after the eta), `cancel_change` any time before. The constructor sets
-//! the initial configuration without delay and emits it as events.
+//! GOVERNANCE_GRACE_S after the eta), `cancel_change` any time before. Raising the delay
+//! cancels every pending change (each was announced under the shorter notice), and so
+//! does a new owner's `accept_ownership` (the previous owner's proposals are not the new
+//! owner's). The constructor sets the initial configuration without delay and emits it
+//! as events.
 
 use starknet::ContractAddress;
 
@@ -97,11 +100,12 @@ pub trait IStrategyRouterV2<TContractState> {
     ) -> u64;
     /// Owner only. Drops the pending change of (param, subject).
     fn cancel_change(ref self: TContractState, param: felt252, subject: felt252);
-    /// Owner only, from the eta until eta + GOVERNANCE_GRACE_S.
+    /// Owner only, from the eta until eta + GOVERNANCE_GRACE_S. Applying a raised
+    /// `governance_delay_s` cancels every other pending change.
     fn apply_change(ref self: TContractState, param: felt252, subject: felt252);
     /// Owner only. Step 1 of 2: `new_owner` becomes the pending owner (0 cancels).
     fn transfer_ownership(ref self: TContractState, new_owner: ContractAddress);
-    /// Pending owner only. Step 2 of 2.
+    /// Pending owner only. Step 2 of 2; cancels every pending change.
     fn accept_ownership(ref self: TContractState);
 
     fn get_epoch(self: @TContractState) -> u64;
@@ -307,6 +311,12 @@ pub mod StrategyRouterV2 {
         bootloaded_verifier: VerifierConfiguration,
         governance_delay_s: u64,
         pending_changes: Map<(felt252, felt252), StoredChange>,
+        // Every pending (param, subject), so all of them can be cancelled at once:
+        // slots 0..pending_count, and each key's slot + 1 (0 = not listed).
+        pending_count: u32,
+        pending_param_at: Map<u32, felt252>,
+        pending_subject_at: Map<u32, felt252>,
+        pending_slot: Map<(felt252, felt252), u32>,
     }
 
     #[event]
@@ -585,7 +595,51 @@ pub mod StrategyRouterV2 {
                 .write(
                     StoredChange { is_pending: false, eta: 0, len: 0, v0: 0, v1: 0, v2: 0, v3: 0 },
                 );
+            self.unlist_pending(param, subject);
             (self.pending_values(stored), stored.eta)
+        }
+
+        fn list_pending(ref self: ContractState, param: felt252, subject: felt252) {
+            let count = self.pending_count.read();
+            self.pending_param_at.entry(count).write(param);
+            self.pending_subject_at.entry(count).write(subject);
+            self.pending_slot.entry((param, subject)).write(count + 1);
+            self.pending_count.write(count + 1);
+        }
+
+        /// Swap-remove from the list of pending keys.
+        fn unlist_pending(ref self: ContractState, param: felt252, subject: felt252) {
+            let slot = self.pending_slot.entry((param, subject)).read();
+            if slot == 0 {
+                return;
+            }
+            let index = slot - 1;
+            let last = self.pending_count.read() - 1;
+            if index != last {
+                let last_param = self.pending_param_at.entry(last).read();
+                let last_subject = self.pending_subject_at.entry(last).read();
+                self.pending_param_at.entry(index).write(last_param);
+                self.pending_subject_at.entry(index).write(last_subject);
+                self.pending_slot.entry((last_param, last_subject)).write(slot);
+            }
+            self.pending_param_at.entry(last).write(0);
+            self.pending_subject_at.entry(last).write(0);
+            self.pending_slot.entry((param, subject)).write(0);
+            self.pending_count.write(last);
+        }
+
+        /// Cancels every pending change, each with its GovernanceChangeCancelled.
+        fn cancel_all_pending(ref self: ContractState) {
+            while self.pending_count.read() > 0 {
+                let last = self.pending_count.read() - 1;
+                let param = self.pending_param_at.entry(last).read();
+                let subject = self.pending_subject_at.entry(last).read();
+                let (values, eta) = self.take_pending(param, subject);
+                self
+                    .emit(
+                        GovernanceChangeCancelled { param, subject, values: values.span(), eta },
+                    );
+            }
         }
 
         fn pending_values(self: @ContractState, stored: StoredChange) -> Array<felt252> {
@@ -753,6 +807,7 @@ pub mod StrategyRouterV2 {
             validate_change(param, subject, values);
             let entry = self.pending_changes.entry((param, subject));
             assert(!entry.read().is_pending, 'change already pending');
+            self.list_pending(param, subject);
             let eta = get_block_timestamp() + self.governance_delay_s.read();
             let mut padded: Array<felt252> = array![];
             for v in values {
@@ -789,8 +844,15 @@ pub mod StrategyRouterV2 {
             let now = get_block_timestamp();
             assert(now >= eta, 'change not yet due');
             assert(now <= eta + GOVERNANCE_GRACE_S, 'change expired');
+            // A longer notice holds for what is pending too: every pending change was
+            // announced under the shorter one, so it is cancelled (propose it again).
+            let raises_delay = param == 'governance_delay_s'
+                && felt_to_u64(*values.at(0), ERR_DELAY) > self.governance_delay_s.read();
             self.emit(GovernanceChangeApplied { param, subject, values: values.span(), eta });
             self.write_change(param, subject, values.span());
+            if raises_delay {
+                self.cancel_all_pending();
+            }
         }
 
         fn transfer_ownership(ref self: ContractState, new_owner: ContractAddress) {
@@ -807,6 +869,8 @@ pub mod StrategyRouterV2 {
             self.owner.write(caller);
             self.pending_owner.write(0.try_into().unwrap());
             self.emit(OwnershipTransferred { previous_owner, new_owner: caller });
+            // The previous owner's proposals are not the new owner's to apply.
+            self.cancel_all_pending();
         }
 
         fn get_epoch(self: @ContractState) -> u64 {

@@ -65,7 +65,12 @@ from keeper.chain.errors import (
     WrongChainError,
 )
 from keeper.chain.fees import max_fee_of, resource_bounds_for
-from keeper.chain.governance import KEEPER_PROPOSAL, PROPOSAL_FIELDS, PendingChange
+from keeper.chain.governance import (
+    KEEPER_PROPOSAL,
+    PROPOSAL_FIELDS,
+    RISK_ENGINE_PROPOSALS,
+    PendingChange,
+)
 from keeper.chain.reverts import (
     CONTRACT_ERROR,
     CONTRACT_NOT_FOUND,
@@ -324,11 +329,22 @@ class ChainClient:
         )
         return view_decoding.pending_change(param, subject, raw)
 
+    async def risk_engine_pending_change(self, param: str) -> PendingChange | None:
+        """RiskEngine's pending proposal of ``param`` (model_params, oracle, its delay)."""
+        raw = await self._view(
+            self._risk_engine, "get_pending_change", [encode_short_string(param), 0]
+        )
+        return view_decoding.pending_change(param, 0, raw, "risk_engine")
+
     async def pending_changes(self) -> list[PendingChange]:
-        """Every pending proposal of a governance value, and of this keeper's own flag."""
+        """Every pending proposal of a governance value, of this keeper's own flag, and of
+        RiskEngine's model parameters, oracle and delay."""
         asked = [(param, 0) for param in PROPOSAL_FIELDS]
         asked.append((KEEPER_PROPOSAL, self.account_address))
-        found = await asyncio.gather(*(self.pending_change(p, s) for p, s in asked))
+        found = await asyncio.gather(
+            *(self.pending_change(p, s) for p, s in asked),
+            *(self.risk_engine_pending_change(p) for p in RISK_ENGINE_PROPOSALS),
+        )
         return [change for change in found if change is not None]
 
     async def storage_at(self, contract: int, key: int) -> int:

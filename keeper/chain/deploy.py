@@ -1083,12 +1083,14 @@ async def converge(
     """Declare, deploy and configure RiskEngine and StrategyRouterV2 (on ``registry``);
     returns their addresses."""
     hashes = {name: await ensure_declared(ctx, artifacts[name]) for name in NETWORK_CONTRACTS}
+    delay = params.router["governance_delay_s"]  # RiskEngine's timelock: the router's delay
     risk_engine = await ensure_contract(
         ctx,
         "RiskEngine",
         hashes["RiskEngine"],
-        [roles.owner, roles.oracle],
-        f"constructor(owner {roles.owner:#x}, oracle {roles.oracle:#x})",
+        [roles.owner, roles.oracle, delay],
+        f"constructor(owner {roles.owner:#x}, oracle {roles.oracle:#x}, "
+        f"governance_delay_s {delay})",
     )
     wanted = wanted_governance(
         params,
@@ -1147,7 +1149,7 @@ def _governance_summary(gov: GovernanceParams) -> str:
 def _targets(calls: Sequence[Any], names: Mapping[int, str]) -> str:
     from starknet_py.hash.selector import get_selector_from_name
 
-    functions = ("set_oracle", "set_model_params", "propose_change", "apply_change")
+    functions = ("propose_change", "apply_change")
     by_selector = {int(get_selector_from_name(f)): f for f in (*functions, "cancel_change")}
     parts = [
         f"{names.get(int(c.to_addr), hex(int(c.to_addr)))}.{by_selector.get(c.selector, '?')}"
@@ -1170,30 +1172,45 @@ async def _owner_is_deployer(ctx: DeployContext, contract: int, name: str) -> bo
 async def _risk_engine_calls(
     ctx: DeployContext, params: DeployParams, risk_engine: int, roles: Roles
 ) -> list[Any]:
-    """Owner calls that bring RiskEngine's oracle and model parameters to ``params``."""
+    """Timelock calls (RiskEngine's own, the router's pattern) that bring its oracle, model
+    parameters and delay to ``params``; the delay last, like the router's."""
     if risk_engine in ctx.would_deploy:
-        return []  # deployed by this run with the wanted oracle and the default model
-    calls: list[Any] = []
-    (current_oracle,) = await call_view(ctx.client, risk_engine, "get_oracle")
-    if current_oracle == roles.oracle:
-        ctx.step(f"RiskEngine.oracle = {roles.oracle:#x}", "unchanged")
-    else:
-        calls.append(make_call(risk_engine, "set_oracle", [roles.oracle]))
+        return []  # deployed by this run with the wanted oracle, delay and default model
+    (delay,) = await call_view(ctx.client, risk_engine, "get_governance_delay_s")
+    wanted: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = [
+        ("oracle", (roles.oracle,), tuple(await call_view(ctx.client, risk_engine, "get_oracle")))
+    ]
     if params.model_params is not None:
-        current = await call_view(ctx.client, risk_engine, "get_model_params")
-        if tuple(current) != params.model_params:
-            calls.append(make_call(risk_engine, "set_model_params", list(params.model_params)))
+        current = tuple(await call_view(ctx.client, risk_engine, "get_model_params"))
+        wanted.append(("model_params", params.model_params, current))
+    wanted.append(("governance_delay_s", (params.router["governance_delay_s"],), (delay,)))
+    changes = []
+    for param, values, current in wanted:
+        if values == current:
+            ctx.step(_risk_engine_label(param, values), "unchanged")
         else:
-            ctx.step("RiskEngine.model_params", "unchanged")
-    if not calls:
+            changes.append((param, values))
+    if not changes:
         return []
     sending = await _owner_is_deployer(ctx, risk_engine, "RiskEngine")
-    action = ("would set" if ctx.dry_run else "set") if sending else "differs"
-    for call in calls:
-        name = "oracle" if call.selector == selector("set_oracle") else "model_params"
-        shown = f" = {roles.oracle:#x}" if name == "oracle" else ""
-        ctx.step(f"RiskEngine.{name}{shown}", action)
+    now = int((await ctx.client.get_block(block_number="latest")).timestamp)
+    calls: list[Any] = []
+    for param, values in changes:
+        pending = await _pending_change(ctx.client, risk_engine, param, 0)
+        action, change_calls = _timelock_calls(
+            risk_engine, param, 0, values, pending, now=now, delay=delay
+        )
+        if not sending:
+            action = "differs"
+        elif ctx.dry_run and change_calls:
+            action = f"would be {action}"
+        calls += change_calls
+        ctx.step(_risk_engine_label(param, values), action)
     return calls if sending else []
+
+
+def _risk_engine_label(param: str, values: tuple[int, ...]) -> str:
+    return f"RiskEngine.{param} = {values[0]:#x}" if param == "oracle" else f"RiskEngine.{param}"
 
 
 async def _router_changes(
@@ -1242,12 +1259,13 @@ async def _router_changes(
 
 
 async def _pending_change(
-    client: Any, router: int, param: str, subject: int
+    client: Any, contract: int, param: str, subject: int
 ) -> PendingChange | None:
+    """The pending change of (param, subject) on the router or RiskEngine (same view)."""
     from keeper.chain import views as view_decoding  # parses the ABIs: only when deploying
 
     raw = await call_view(
-        client, router, "get_pending_change", [encode_short_string(param), subject]
+        client, contract, "get_pending_change", [encode_short_string(param), subject]
     )
     return view_decoding.pending_change(param, subject, raw)
 
@@ -1259,7 +1277,7 @@ def _change_label(param: str, subject: int, values: tuple[int, ...]) -> str:
 
 
 def _timelock_calls(
-    router: int,
+    contract: int,
     param: str,
     subject: int,
     values: tuple[int, ...],
@@ -1268,15 +1286,16 @@ def _timelock_calls(
     now: int,
     delay: int,
 ) -> tuple[str, list[Any]]:
-    """(action, calls) that move (param, subject) towards ``values`` through the timelock."""
+    """(action, calls) that move (param, subject) of ``contract`` (the router or RiskEngine)
+    towards ``values`` through its timelock."""
     key = [encode_short_string(param), subject]
-    apply = make_call(router, "apply_change", key)
+    apply = make_call(contract, "apply_change", key)
     if pending is not None and pending.values == values and not pending.expired_at(now):
         if pending.eta <= now:
             return "set", [apply]
         return f"pending (eta {pending.eta}, in {pending.eta - now} s)", []
-    calls = [] if pending is None else [make_call(router, "cancel_change", key)]
-    calls.append(make_call(router, "propose_change", [*key, len(values), *values]))
+    calls = [] if pending is None else [make_call(contract, "cancel_change", key)]
+    calls.append(make_call(contract, "propose_change", [*key, len(values), *values]))
     if delay == 0:
         return "set", [*calls, apply]
     return f"proposed (eta in {delay} s: run again then)", calls

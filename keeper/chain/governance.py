@@ -1,6 +1,7 @@
 """The router's governance: its parameters as ``get_governance_params`` returns them, its
 verifier pins, and its timelocked proposals (``get_pending_change``, the
-``GovernanceChange*`` events).
+``GovernanceChange*`` events); and RiskEngine's proposals (model parameters, oracle and its
+own delay), which follow the same timelock.
 
 Every field is the felt the contract stores (integers, addresses, hashes and short
 strings alike), so a ``GovernanceParamsUpdated(param, old, new)`` applies as it is; the
@@ -13,6 +14,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 from keeper.chain.codec import decode_short_string, encode_short_string
+
+GovernedContract = Literal["router", "risk_engine"]
 
 VerificationPath = Literal["direct", "bootloaded"]
 VERIFICATION_PATHS: tuple[VerificationPath, ...] = ("direct", "bootloaded")
@@ -181,17 +184,23 @@ PROPOSAL_FIELDS: dict[str, tuple[str, ...]] = {
 }
 KEEPER_PROPOSAL = "keeper"
 PROPOSAL_PARAMS: tuple[str, ...] = (*PROPOSAL_FIELDS, KEEPER_PROPOSAL)
+# RiskEngine's proposal params (subject always 0): its 12 model parameters in doc §1
+# order, its oracle, its own governance_delay_s.
+RISK_ENGINE_MODEL_PARAMS = "model_params"
+RISK_ENGINE_PROPOSALS: tuple[str, ...] = (RISK_ENGINE_MODEL_PARAMS, "oracle", "governance_delay_s")
 
 
 @dataclass(frozen=True)
 class PendingChange:
     """A proposed governance change: ``param`` := ``values`` from ``eta`` (block time)
-    until ``eta + GOVERNANCE_GRACE_S``; ``subject`` is the keeper for param 'keeper'."""
+    until ``eta + GOVERNANCE_GRACE_S``; ``subject`` is the keeper for param 'keeper'.
+    ``contract``: whose proposal it is (the router's, or RiskEngine's)."""
 
     param: str
     subject: int
     values: tuple[int, ...]
     eta: int
+    contract: GovernedContract = "router"
 
     @property
     def expires_at(self) -> int:

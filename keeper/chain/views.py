@@ -15,7 +15,7 @@ from typing import Any
 
 from keeper.chain.abi import ViewLayout, view_layout
 from keeper.chain.errors import UnexpectedAnswerError
-from keeper.chain.governance import GovernanceParams, PendingChange
+from keeper.chain.governance import GovernanceParams, GovernedContract, PendingChange
 from keeper.chain.shapes import (
     BOOL,
     INT,
@@ -137,9 +137,12 @@ def verification(felts: Sequence[int]) -> Verification | None:
     return found
 
 
-def pending_change(param: str, subject: int, felts: Sequence[int]) -> PendingChange | None:
-    """``get_pending_change(param, subject)``'s answer, with what it was asked about."""
+def pending_change(
+    param: str, subject: int, felts: Sequence[int], contract: GovernedContract = "router"
+) -> PendingChange | None:
+    """``get_pending_change(param, subject)``'s answer, with what it was asked about
+    (RiskEngine's view answers the same ``Option<PendingChange>``)."""
     answer: _PendingChangeAnswer | None = decode_view("get_pending_change", felts)
     if answer is None:
         return None
-    return PendingChange(param, subject, tuple(answer.values), answer.eta)
+    return PendingChange(param, subject, tuple(answer.values), answer.eta, contract)

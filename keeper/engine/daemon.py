@@ -416,10 +416,11 @@ class Keeper:
             }[type(event)]
             self.governance.apply_proposal_event(
                 db, status, event.param, event.subject, event.values, event.eta,
-                block, tx, stored.id,
+                block, tx, stored.id, contract=event.contract,
             )
             _log.info(
                 f"event.governance_change_{status}",
+                contract=event.contract,
                 param=event.param,
                 subject=hex(event.subject),
                 values=[hex(v) for v in event.values],
@@ -428,10 +429,15 @@ class Keeper:
             return True
         if isinstance(event, GovernanceParamsUpdated):
             self.governance.apply_event(
-                db, "router", event.param, event.old_value, event.new_value, block, tx, stored.id
+                db, event.contract, event.param, event.old_value, event.new_value, block, tx,
+                stored.id,
             )
             _log.info(
-                "event.governance", param=event.param, old=event.old_value, new=event.new_value
+                "event.governance",
+                contract=event.contract,
+                param=event.param,
+                old=event.old_value,
+                new=event.new_value,
             )
             return True
         if isinstance(event, ModelParamsUpdated):
@@ -476,7 +482,9 @@ class Keeper:
         )
         self.health.waiting_for_governance = None  # set again below while still held back
         if decision.due:
-            decision = await self._decide_with_pending_changes(snapshot, decision, now, model)
+            decision = await self._decide_with_pending_changes(
+                snapshot, decision, now, model, inputs.params.as_list()
+            )
         self.metrics.waiting_for_governance(self.health.waiting_for_governance is not None)
         if decision.due and decision.trigger is not None:
             job = self.jobs.create(self._router, state.epoch, decision.trigger)
@@ -494,15 +502,18 @@ class Keeper:
         due: Decision,
         now: int,
         model: tuple[int, ...] | None,
+        model_params: list[int],
     ) -> Decision:
         """``due`` again, unless a pending governance change holds it back. The router's
-        pending changes are read (one view per parameter) only when a job would start."""
+        and RiskEngine's pending changes are read (one view per parameter) only when a
+        job would start; ``model_params``: RiskEngine's in force."""
         accepted = self.worker.accepted
         pending = PendingGovernance(
             changes=tuple(await self.chain.pending_changes()),
             margin_s=self.cfg.jobs.pending_change_margin_s,
             keeper=self.chain.account_address,
             proof_paths=accepted.paths if accepted else frozenset(VERIFICATION_PATHS),
+            model_params=tuple(model_params),
         )
         decision = decide(
             snapshot,

@@ -24,8 +24,11 @@ applied, cancelled or expires (``PendingGovernance``). Binding: any change of
 ``program_hash`` / ``direct_verifier`` (direct proofs) and ``child_program_hash`` /
 ``bootloaded_verifier`` (bootloaded proofs) for the paths this keeper proves on; a raised
 ``min_security_bits``; a ``rebalance_interval_s`` or ``drift_threshold_bps`` under which
-this rebalance would no longer be due; and the removal of this keeper. Never binding:
-``governance_delay_s``, other keepers, and changes to the values already in force.
+this rebalance would no longer be due; the removal of this keeper; and RiskEngine's new
+model parameters (they change the inputs commitment the job's proof names: the router
+would refuse it as stale). Never binding: either contract's ``governance_delay_s``,
+RiskEngine's oracle (its next snapshot is seen like any other), other keepers, and changes
+to the values already in force.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Literal
 from keeper.chain.governance import (
     KEEPER_PROPOSAL,
     PROPOSAL_FIELDS,
+    RISK_ENGINE_MODEL_PARAMS,
     VERIFICATION_PATHS,
     GovernanceParams,
     PendingChange,
@@ -82,6 +86,9 @@ class PendingGovernance:
     margin_s: int  # a change with eta <= now + margin_s may apply before the job executes
     keeper: int  # this keeper's account: a pending removal of it binds
     proof_paths: frozenset[VerificationPath] = frozenset(VERIFICATION_PATHS)
+    # RiskEngine's model parameters in force (doc §1 order); () = unknown: every pending
+    # change of them binds.
+    model_params: tuple[int, ...] = ()
 
 
 def drift_bps(current: tuple[int, ...], target: tuple[int, ...]) -> int:
@@ -201,6 +208,9 @@ def _binds(
     model: tuple[int, ...] | None,
 ) -> bool:
     """Would the router refuse this rebalance's execution once ``change`` is applied?"""
+    if change.contract == "risk_engine":
+        # New model parameters change the inputs commitment: 'stale inputs commitment'.
+        return change.param == RISK_ENGINE_MODEL_PARAMS and change.values != pending.model_params
     if change.param == KEEPER_PROPOSAL:
         return change.subject == pending.keeper and change.values == (0,)
     if change.param not in PROPOSAL_FIELDS or change.param in _NEVER_BINDING:
@@ -231,7 +241,8 @@ def _described(change: PendingChange, now: int) -> str:
             f"matured {now - change.eta} s ago and not applied yet; it expires in "
             f"{change.expires_at - now} s"
         )
-    return f"{change.param}{subject} -> {values} at eta {change.eta} ({when})"
+    whose = "RiskEngine " if change.contract == "risk_engine" else ""
+    return f"{whose}{change.param}{subject} -> {values} at eta {change.eta} ({when})"
 
 
 # --- which proofs the router accepts ---------------------------------------------------

@@ -10,9 +10,10 @@ Parameter rows are of two kinds:
   inside the event consumer's transaction and idempotent on (event id, contract, param).
 
 Proposal rows (``apply_proposal_event``): one per ``GovernanceChangeProposed``,
-``GovernanceChangeCancelled`` and ``GovernanceChangeApplied`` (param, subject, values, eta),
-idempotent on the event id. A change is pending while the latest row of its
-(param, subject) is 'proposed' (``pending_proposals``).
+``GovernanceChangeCancelled`` and ``GovernanceChangeApplied`` of either contract (contract,
+param, subject, values, eta), idempotent on the event id. A change is pending while the
+latest row of its (contract, param, subject) is 'proposed' (``pending_proposals``).
+RiskEngine's proposals are 'model_params' (12 values), 'oracle' and 'governance_delay_s'.
 
 Values are TEXT: 0x-hex for addresses, hashes and the verifier pins' short strings,
 decimal otherwise (``int(text, 0)`` reads both). ``format_value`` is how they are shown:
@@ -36,8 +37,11 @@ from prover.model import ModelParams
 Contract = Literal["router", "risk_engine"]
 CONTRACTS: tuple[Contract, ...] = ("router", "risk_engine")
 
-# Router params that are addresses or hashes: stored and shown in hex.
-HEX_PARAMS = frozenset({"fact_registry", "program_hash", "child_program_hash", "risk_engine"})
+# Params that are addresses or hashes (the router's, and RiskEngine's oracle proposals):
+# stored and shown in hex.
+HEX_PARAMS = frozenset(
+    {"fact_registry", "program_hash", "child_program_hash", "risk_engine", "oracle"}
+)
 # The verifier pins' fields (short strings): stored in hex, shown as text.
 PIN_PARAMS = frozenset(
     f"{path}_{field}"
@@ -90,6 +94,9 @@ def format_proposal_values(param: str, values: Sequence[int]) -> str:
         return "(" + ", ".join(format_value("direct_layout", v) for v in values) + ")"
     if param == KEEPER_PROPOSAL and len(values) == 1 and values[0] in (0, 1):
         return "enable" if values[0] else "disable"
+    names = [f.name for f in fields(ModelParams)]
+    if param == "model_params" and len(values) == len(names):  # RiskEngine's 12, named
+        return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
     return ", ".join(format_value(param, v) for v in values)
 
 
@@ -201,9 +208,11 @@ class GovernanceTracker:
         block_number: int,
         tx_hash: int,
         event_id: int,
+        contract: str = "router",
     ) -> bool:
-        """Record one GovernanceChange{Proposed,Cancelled,Applied} inside the caller's
-        transaction. Returns False when this event was already recorded."""
+        """Record one GovernanceChange{Proposed,Cancelled,Applied} of ``contract`` inside
+        the caller's transaction. Returns False when this event was already recorded."""
+        _check_contract(contract)
         if status not in PROPOSAL_STATUSES:
             raise ValueError(f"unknown proposal status {status!r} ({', '.join(PROPOSAL_STATUSES)})")
         if not param:
@@ -211,9 +220,11 @@ class GovernanceTracker:
         for what, value in (("subject", subject), ("eta", eta), *(("value", v) for v in values)):
             _check_value(f"{param} {what}", value)
         cursor = db.conn.execute(
-            "INSERT OR IGNORE INTO governance_proposals (param, subject, values_json, eta, "
-            "status, block_number, tx_hash, event_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO governance_proposals (contract, param, subject, values_json, "
+            "eta, status, block_number, tx_hash, event_id, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                contract,
                 param,
                 hex(subject),
                 json.dumps([hex(v) for v in values]),
@@ -230,8 +241,8 @@ class GovernanceTracker:
     def proposals(self, since: date | None = None) -> list[dict[str, Any]]:
         """Every proposal event (recorded on or after ``since``), in chain order."""
         sql = (
-            "SELECT id, param, subject, values_json, eta, status, block_number, tx_hash, "
-            "event_id, at FROM governance_proposals"
+            "SELECT id, contract, param, subject, values_json, eta, status, block_number, "
+            "tx_hash, event_id, at FROM governance_proposals"
         )
         args: tuple[str, ...] = ()
         if since is not None:
@@ -242,11 +253,13 @@ class GovernanceTracker:
 
     def pending_proposals(self) -> list[dict[str, Any]]:
         """The changes proposed and neither cancelled nor applied since, by eta."""
-        latest: dict[tuple[str, int], dict[str, Any]] = {}
+        latest: dict[tuple[str, str, int], dict[str, Any]] = {}
         for row in self.proposals():
-            latest[(row["param"], row["subject"])] = row
+            latest[(row["contract"], row["param"], row["subject"])] = row
         pending = [row for row in latest.values() if row["status"] == "proposed"]
-        return sorted(pending, key=lambda r: (r["eta"], r["param"], r["subject"]))
+        return sorted(
+            pending, key=lambda r: (r["eta"], r["contract"], r["param"], r["subject"])
+        )
 
     def _insert(
         self,
@@ -278,6 +291,7 @@ class GovernanceTracker:
 def _proposal(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
+        "contract": row["contract"],
         "param": row["param"],
         "subject": int(row["subject"], 16),
         "values": [int(v, 16) for v in json.loads(row["values_json"])],

@@ -82,6 +82,13 @@ def allowed(src: JobState, dst: JobState) -> bool:
     return _FORWARD.get(src) == dst or dst in _BACK.get(src, frozenset())
 
 
+def _is_progress(src: JobState, dst: JobState) -> bool:
+    """A move forward (not a failure, not the move back, not a supersession)."""
+    return _FORWARD.get(src) == dst or (
+        dst == JobState.CONFIRMED and src == JobState.FACT_REGISTERED
+    )
+
+
 class JobError(KeeperError):
     code = "job"
 
@@ -291,6 +298,10 @@ class JobStore:
         unknown = set(columns) - _MUTABLE
         if unknown:
             raise JobError(f"job {job.id}: cannot set {sorted(unknown)}")
+        if _is_progress(job.state, to):
+            # An earlier attempt's failure is history (job_transitions keeps it), not the
+            # state of a job that moved on: `jobs` must not show it for a healthy job.
+            columns = {"failure_code": None, "failure_reason": None, **columns}
         now = self._now()
         assignments = ", ".join(f"{c} = ?" for c in columns)
         sets = (

@@ -202,4 +202,15 @@ _GOVERNANCE_PROPOSALS_V5 = _sql(
     "CREATE INDEX governance_proposals_key ON governance_proposals (param, subject)",
 )
 MIGRATIONS.append(Migration(5, "governance_proposals", _GOVERNANCE_PROPOSALS_V5))
+
+# Migration 6: RiskEngine's model parameters, oracle and delay follow the same timelock as
+# the router's parameters: a proposal row says whose it is. Rows before it are the router's.
+_GOVERNANCE_PROPOSALS_CONTRACT_V6 = _sql(
+    "ALTER TABLE governance_proposals ADD COLUMN contract TEXT NOT NULL DEFAULT 'router'",
+    "CREATE INDEX governance_proposals_contract_key "
+    "ON governance_proposals (contract, param, subject)",
+)
+MIGRATIONS.append(
+    Migration(6, "governance_proposals_contract", _GOVERNANCE_PROPOSALS_CONTRACT_V6)
+)
 MIGRATIONS.sort(key=lambda m: m.version)

@@ -65,9 +65,10 @@ class AllocationExecuted:
 @dataclass(frozen=True, slots=True)
 class GovernanceParamsUpdated:
     meta: EventMeta
-    param: str  # e.g. 'max_single_bps'
+    param: str  # e.g. 'max_single_bps'; RiskEngine's: only 'governance_delay_s'
     old_value: int
     new_value: int
+    contract: ContractKind = "router"  # both contracts emit it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class GovernanceChangeProposed:
     subject: int  # the keeper for param 'keeper', else 0
     values: tuple[int, ...]
     eta: int  # block timestamp from which the owner may apply it
+    contract: ContractKind = "router"  # both contracts emit it (RiskEngine: its own params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class GovernanceChangeCancelled:
     subject: int
     values: tuple[int, ...]  # the dropped proposal
     eta: int
+    contract: ContractKind = "router"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class GovernanceChangeApplied:
     subject: int
     values: tuple[int, ...]  # GovernanceParamsUpdated / KeeperUpdated follow in the same tx
     eta: int
+    contract: ContractKind = "router"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,10 @@ EVENT_NAMES: dict[ContractKind, tuple[str, ...]] = {
         "MetricsUpdated",
         "ModelParamsUpdated",
         "OracleUpdated",
+        "GovernanceChangeProposed",
+        "GovernanceChangeCancelled",
+        "GovernanceChangeApplied",
+        "GovernanceParamsUpdated",
         "OwnershipTransferStarted",
         "OwnershipTransferred",
     ),
@@ -206,7 +214,8 @@ _ABI_CONTRACTS: dict[ContractKind, str] = {
 }
 
 # The typed mapping: event -> (dataclass, what the keeper makes of each ABI member).
-# The ownership events also get ``contract`` (both contracts emit them); every event ``meta``.
+# Events both contracts emit (ownership, governance) also get ``contract``; every event
+# ``meta``.
 _CHANGE: Mapping[str, Shape] = {
     "param": SHORT_STRING,
     "subject": INT,
@@ -214,7 +223,16 @@ _CHANGE: Mapping[str, Shape] = {
     "eta": INT,
 }
 _OWNERS: Mapping[str, Shape] = {"previous_owner": INT, "new_owner": INT}
-_BOTH_CONTRACTS = frozenset({"OwnershipTransferStarted", "OwnershipTransferred"})
+_BOTH_CONTRACTS = frozenset(
+    {
+        "OwnershipTransferStarted",
+        "OwnershipTransferred",
+        "GovernanceChangeProposed",
+        "GovernanceChangeCancelled",
+        "GovernanceChangeApplied",
+        "GovernanceParamsUpdated",
+    }
+)
 _MEMBERS: dict[str, tuple[Callable[..., Event], Mapping[str, Shape]]] = {
     "RebalanceRequested": (
         RebalanceRequested,

@@ -311,10 +311,15 @@ async def test_pending_changes_and_the_owners_request_are_read(
             proposal(router, "direct_verifier", 0, pin),
             proposal(router, "keeper", chain.devnet.accounts[KEEPER].address, [0]),
             make_call(router, "request_rebalance"),
+            proposal(chain.risk_engine, "oracle", 0, [0x0AC1E]),  # RiskEngine's timelock
         ],
     )
     now = await client.latest_block_timestamp()
-    found = {c.param: c for c in await client.pending_changes()}
+    pending = await client.pending_changes()
+    (oracle,) = [c for c in pending if c.contract == "risk_engine"]
+    assert (oracle.param, oracle.values) == ("oracle", (0x0AC1E,))
+    assert abs(oracle.eta - (now + 3600)) <= 2  # RiskEngine's delay: the router's
+    found = {c.param: c for c in pending if c.contract == "router"}
     assert set(found) == {"max_single_bps", "direct_verifier", "keeper"}
     assert found["max_single_bps"].values == (6000,)
     assert found["direct_verifier"].values == tuple(pin)

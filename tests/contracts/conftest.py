@@ -216,39 +216,61 @@ class Deployed:
         await self.execute(output, await self.register(direct_fact(output)))
         return output
 
-    def change_calls(self, param: str, values: list[int], subject: int = 0) -> list[Call]:
-        """propose + apply: one owner multicall when governance_delay_s is 0."""
+    # The timelock of the router (default) or of RiskEngine (contract="RiskEngine").
+
+    def change_calls(
+        self, param: str, values: list[int], subject: int = 0, contract: str = "StrategyRouterV2"
+    ) -> list[Call]:
+        """propose + apply: one owner multicall when the delay is 0."""
         key = (short_string(param), subject)
         return [
-            self.call("StrategyRouterV2", "propose_change", *key, values),
-            self.call("StrategyRouterV2", "apply_change", *key),
+            self.call(contract, "propose_change", *key, values),
+            self.call(contract, "apply_change", *key),
         ]
 
-    async def change(self, param: str, values: list[int], subject: int = 0) -> Any:
-        return await self.send(self.owner, self.change_calls(param, values, subject))
+    async def change(
+        self, param: str, values: list[int], subject: int = 0, contract: str = "StrategyRouterV2"
+    ) -> Any:
+        return await self.send(self.owner, self.change_calls(param, values, subject, contract))
 
     async def propose(
-        self, param: str, values: list[int], subject: int = 0, account: Account | None = None
+        self,
+        param: str,
+        values: list[int],
+        subject: int = 0,
+        account: Account | None = None,
+        contract: str = "StrategyRouterV2",
     ) -> Any:
         return await self.invoke(
-            account or self.owner, "StrategyRouterV2", "propose_change", short_string(param),
-            subject, values,
+            account or self.owner, contract, "propose_change", short_string(param), subject,
+            values,
         )
 
-    async def apply(self, param: str, subject: int = 0, account: Account | None = None) -> Any:
+    async def apply(
+        self,
+        param: str,
+        subject: int = 0,
+        account: Account | None = None,
+        contract: str = "StrategyRouterV2",
+    ) -> Any:
         return await self.invoke(
-            account or self.owner, "StrategyRouterV2", "apply_change", short_string(param), subject
+            account or self.owner, contract, "apply_change", short_string(param), subject
         )
 
-    async def cancel(self, param: str, subject: int = 0) -> Any:
+    async def cancel(self, param: str, subject: int = 0, contract: str = "StrategyRouterV2") -> Any:
         return await self.invoke(
-            self.owner, "StrategyRouterV2", "cancel_change", short_string(param), subject
+            self.owner, contract, "cancel_change", short_string(param), subject
         )
 
-    async def pending(self, param: str, subject: int = 0) -> Any:
-        return await self.view(
-            "StrategyRouterV2", "get_pending_change", short_string(param), subject
-        )
+    async def pending(
+        self, param: str, subject: int = 0, contract: str = "StrategyRouterV2"
+    ) -> Any:
+        return await self.view(contract, "get_pending_change", short_string(param), subject)
+
+    async def set_model_params(self, params: dict[str, int]) -> Any:
+        """RiskEngine's model, through its timelock (propose + apply: delay 0 only)."""
+        values = [params[name] for name in devnet_deploy.MODEL_PARAM_NAMES]
+        return await self.change("model_params", values, contract="RiskEngine")
 
     async def timestamp(self) -> int:
         return int((await self.client.get_block(block_number="latest")).timestamp)

@@ -26,6 +26,7 @@ from tests.contracts.conftest import (
     deploy_fresh,
     events_named,
     expect_revert,
+    short_string,
 )
 from tests.support.devnet import Devnet
 
@@ -89,15 +90,21 @@ async def test_a_shrinking_snapshot_replaces_the_whole_set(deployed: Deployed) -
 
 async def test_constructors_emit_their_configuration(deployed: Deployed) -> None:
     owner, oracle = deployed.owner.address, deployed.keeper.address
-    address, receipt = await deployed.deploy_another("RiskEngine", [owner, oracle])
+    address, receipt = await deployed.deploy_another("RiskEngine", [owner, oracle, 7200])
     assert events_named(receipt, "OwnershipTransferred", address)[0].data == [0, owner]
     assert events_named(receipt, "OracleUpdated", address)[0].data == [0, oracle]
     (params,) = events_named(receipt, "ModelParamsUpdated", address)
     defaults = model.ModelParams().as_list()
     empty = compute_hash_on_elements([0, *defaults])  # the commitment of no protocols
     assert params.data == [*[0] * 12, *defaults, empty]
+    (delay,) = events_named(receipt, "GovernanceParamsUpdated", address)
+    assert (delay.keys[1:], delay.data) == ([short_string("governance_delay_s")], [0, 7200])
     await expect_revert(
-        deployed.deploy_another("RiskEngine", [0, oracle]), "owner is zero"
+        deployed.deploy_another("RiskEngine", [0, oracle, 0]), "owner is zero"
+    )
+    await expect_revert(
+        deployed.deploy_another("RiskEngine", [owner, oracle, 30 * 24 * 3600 + 1]),
+        "delay above 30 days",
     )
     registrar = deployed.keeper.address
     address, receipt = await deployed.deploy_another("DevFactRegistry", [registrar])
@@ -118,15 +125,17 @@ async def test_roles_are_enforced(deployed: Deployed) -> None:
         deployed.invoke(deployed.keeper, "RiskEngine", "set_all_metrics", metrics),
         "caller is not oracle",
     )
-    params = await deployed.view("RiskEngine", "get_model_params")
     await expect_revert(
-        deployed.invoke(deployed.keeper, "RiskEngine", "set_model_params", dict(params)),
+        deployed.propose("oracle", [deployed.keeper.address], account=deployed.keeper,
+                         contract="RiskEngine"),
         "caller is not owner",
     )
-    await expect_revert(
-        deployed.invoke(deployed.keeper, "RiskEngine", "set_oracle", deployed.keeper.address),
-        "caller is not owner",
-    )
+    await deployed.propose("oracle", [deployed.keeper.address], contract="RiskEngine")
+    for function in ("apply_change", "cancel_change"):
+        await expect_revert(
+            deployed.invoke(deployed.keeper, "RiskEngine", function, short_string("oracle"), 0),
+            "caller is not owner",
+        )
     await expect_revert(
         deployed.invoke(
             deployed.outsider, "DevFactRegistry", "register_fact", 0x1234, 128, DIRECT_PIN
@@ -140,10 +149,12 @@ async def test_model_params_update_emits_old_and_new(deployed: Deployed) -> None
     new = dict(old)
     new["w_vol"] = 55
 
-    receipt = await deployed.invoke(deployed.owner, "RiskEngine", "set_model_params", new)
+    receipt = await deployed.set_model_params(new)
 
     key = get_selector_from_name("ModelParamsUpdated")
     (event,) = [e for e in receipt.events if e.keys[0] == key]
+    (applied,) = events_named(receipt, "GovernanceChangeApplied", deployed.risk_engine_address)
+    assert applied.keys[1:] == [short_string("model_params"), 0]
     names = devnet_deploy.MODEL_PARAM_NAMES
     commitment = await deployed.view("RiskEngine", "get_inputs_commitment")
     assert event.data == [*(old[n] for n in names), *(new[n] for n in names), commitment]
@@ -185,11 +196,10 @@ async def test_model_params_out_of_range_are_rejected(
     deployed: Deployed, changes: dict[str, int], reason: str
 ) -> None:
     params = await deployed.view("RiskEngine", "get_model_params")
-    with pytest.raises(ClientError) as info:
-        await deployed.invoke(
-            deployed.owner, "RiskEngine", "set_model_params", {**dict(params), **changes}
-        )
-    assert reason in str(info.value)
+    values = {**dict(params), **changes}
+    proposal = [values[name] for name in devnet_deploy.MODEL_PARAM_NAMES]
+    await expect_revert(deployed.propose("model_params", proposal, contract="RiskEngine"), reason)
+    assert await deployed.pending("model_params", contract="RiskEngine") is None
 
 
 async def test_protocol_set_bounds(deployed: Deployed) -> None:
@@ -232,12 +242,8 @@ async def _write_inputs(env: Deployed, inputs: model.AllocationInputs) -> None:
         "set_all_metrics",
         [as_dict(p.as_list(), FIELDS) for p in inputs.protocols],
     )
-    await env.invoke(
-        env.owner,
-        "RiskEngine",
-        "set_model_params",
-        as_dict(inputs.params.as_list(), devnet_deploy.MODEL_PARAM_NAMES),
-    )
+    # RiskEngine's timelock, at the devnet delay of 0: propose and apply in one multicall.
+    await env.set_model_params(as_dict(inputs.params.as_list(), devnet_deploy.MODEL_PARAM_NAMES))
 
 
 _protocol = st.builds(

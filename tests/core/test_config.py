@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
+from eth_keyfile.keyfile import create_keyfile_json
 
 from keeper.cli.main import main
 from keeper.core.config import load_config
@@ -27,6 +29,21 @@ def _example_without(tmp_path: Path, line_prefix: str) -> Path:
     return _write(tmp_path, "\n".join(lines))
 
 
+@pytest.fixture
+def account_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's keystore, made real: `config check` loads the key as `run` does."""
+    key = (0x2D2F8C7A1B).to_bytes(32, "big")
+    keystore = tmp_path / "keystore.json"
+    keystore.write_text(
+        json.dumps(create_keyfile_json(key, "a password", kdf="scrypt", iterations=2**10))
+    )
+    password = tmp_path / "keystore_password"
+    password.write_text("a password")
+    monkeypatch.setenv("KEEPER_CHAIN__KEYSTORE_PATH", str(keystore))
+    monkeypatch.setenv("KEEPER_KEYSTORE_PASSWORD_FILE", str(password))
+
+
+@pytest.mark.usefixtures("account_key")
 def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
@@ -215,6 +232,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
     assert "health.port" in str(info.value)
 
 
+@pytest.mark.usefixtures("account_key")
 def test_config_path_from_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,3 +265,56 @@ def test_show_redacts_secrets(
     out = capsys.readouterr().out
     assert "supersecretvalue" not in out
     assert '"account_private_key": "<set>"' in out
+
+
+def _without_keystore(tmp_path: Path) -> Path:
+    return _example_without(tmp_path, "keystore_path")
+
+
+def test_check_refuses_a_config_without_any_account_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("KEEPER_ACCOUNT_PRIVATE_KEY_FILE", "KEEPER_KEYSTORE_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["config", "check", "--config", str(_without_keystore(tmp_path))]) == EX_CONFIG
+    captured = capsys.readouterr()
+    assert "config ok" not in captured.out
+    assert captured.err.count("\n") == 1
+    assert "no account key configured" in captured.err
+
+
+def test_check_refuses_a_key_file_that_is_no_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "account_private_key"
+    key_file.write_text("z" * 64)
+    monkeypatch.setenv("KEEPER_ACCOUNT_PRIVATE_KEY_FILE", str(key_file))
+    assert main(["config", "check", "--config", str(_without_keystore(tmp_path))]) == EX_CONFIG
+    captured = capsys.readouterr()
+    assert "config ok" not in captured.out
+    assert "account_private_key secret is not a hex number" in captured.err
+    assert "zzzz" not in captured.err
+
+
+def test_check_refuses_a_keystore_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = tmp_path / "keystore_password"
+    password.write_text("a password")
+    monkeypatch.setenv("KEEPER_KEYSTORE_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("KEEPER_CHAIN__KEYSTORE_PATH", str(tmp_path / "missing.json"))
+    assert main(["config", "check", "--config", str(EXAMPLE)]) == EX_CONFIG
+    assert "cannot read keystore" in capsys.readouterr().err
+
+
+def test_check_loads_a_private_key_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "account_private_key"
+    key_file.write_text("0x2d2f8c7a1b\n")
+    monkeypatch.setenv("KEEPER_ACCOUNT_PRIVATE_KEY_FILE", str(key_file))
+    assert main(["config", "check", "--config", str(_without_keystore(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("config ok: ") and "account key loaded" in out
+    assert "2d2f8c7a1b" not in out

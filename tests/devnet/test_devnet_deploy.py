@@ -101,16 +101,29 @@ async def test_changed_values_are_converged_through_the_timelock(
     assert (gov.program_hash, gov.child_program_hash, gov.governance_delay_s) == (1, 2, 0)
     assert gov.direct_pin == VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
 
+    assert params.model_params is not None
+    model = (params.model_params[0], 90, *params.model_params[2:])
     changed = replace(
         params,
         router={**params.router, "drift_threshold_bps": 123},
         pins={**params.pins, "bootloaded_verifier": ()},
+        model_params=model,
+        oracle=2,  # devnet account 2
     )
     again, report = await devnet_deploy.deploy_devnet(
         devnet.url, changed, contract_artifacts, out, program_hash=1, child_program_hash=3
     )
     actions = dict(report)
     assert again.contracts == deployment.contracts
+    # RiskEngine's own timelock, also at delay 0.
+    risk_engine = deployment.address("RiskEngine")
+    oracle = devnet_deploy.predeployed_accounts(devnet.url)[2].address
+    assert actions["RiskEngine.model_params"] == "set"
+    assert actions[f"RiskEngine.oracle = {oracle:#x}"] == "set"
+    assert actions["RiskEngine.governance_delay_s"] == "unchanged"
+    client = devnet_deploy_client(devnet)
+    assert tuple(await devnet_deploy.call_view(client, risk_engine, "get_model_params")) == model
+    assert await devnet_deploy.call_view(client, risk_engine, "get_oracle") == [oracle]
     # governance_delay_s is 0: proposed and applied in one multicall.
     assert actions["StrategyRouterV2.drift_threshold_bps = 123"] == "set"
     assert actions["StrategyRouterV2.child_program_hash = 3"] == "set"
@@ -133,22 +146,30 @@ async def test_with_a_delay_a_change_is_proposed_then_applied_by_a_later_run(
         devnet.url, params, contract_artifacts, out, program_hash=1, child_program_hash=2
     )
     router = deployment.address("StrategyRouterV2")
-    changed = replace(params, router={**params.router, "max_single_bps": 6000})
+    assert params.model_params is not None
+    model = (params.model_params[0], 90, *params.model_params[2:])
+    changed = replace(
+        params, router={**params.router, "max_single_bps": 6000}, model_params=model
+    )
 
-    async def converge() -> str:
+    async def converge() -> tuple[str, str]:
         _, report = await devnet_deploy.deploy_devnet(
             devnet.url, changed, contract_artifacts, out, program_hash=1, child_program_hash=2
         )
-        return dict(report)["StrategyRouterV2.max_single_bps = 6000"]
+        actions = dict(report)
+        return actions["StrategyRouterV2.max_single_bps = 6000"], actions["RiskEngine.model_params"]
 
-    assert (await converge()).startswith("proposed (eta in 3600 s")
-    assert (await converge()).startswith("pending (eta ")  # nothing sent before the eta
+    assert all(a.startswith("proposed (eta in 3600 s") for a in await converge())
+    assert all(a.startswith("pending (eta ") for a in await converge())  # nothing sent yet
     assert (await _governance(devnet, router)).max_single_bps == 5000
     devnet.increase_time(3600)
     devnet.create_block()
-    assert await converge() == "set"
+    assert await converge() == ("set", "set")
     assert (await _governance(devnet, router)).max_single_bps == 6000
-    assert await converge() == "unchanged"
+    risk_engine = deployment.address("RiskEngine")
+    client = devnet_deploy_client(devnet)
+    assert tuple(await devnet_deploy.call_view(client, risk_engine, "get_model_params")) == model
+    assert await converge() == ("unchanged", "unchanged")
 
 
 def devnet_deploy_client(devnet: Devnet) -> object:

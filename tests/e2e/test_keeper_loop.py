@@ -11,6 +11,7 @@ boundary, and two keepers racing for one router.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -344,4 +345,40 @@ async def test_the_keeper_waits_for_a_pending_change_and_goes_on_when_it_is_sett
         ("max_single_bps", "cancelled"),
         ("max_single_bps", "proposed"),
         ("max_single_bps", "applied"),
+    ]
+
+
+async def test_the_keeper_waits_for_a_pending_risk_engine_model_and_follows_it(
+    timelocked: Deployed, keeper_dir: Path
+) -> None:
+    # RiskEngine's model goes through its own timelock (issue 18, F3): a job proven on
+    # today's inputs would be stale once the new model applies, so the keeper waits.
+    deployed = timelocked
+    setup = KeeperSetup(deployed, keeper_dir)
+    params = dict(await deployed.view("RiskEngine", "get_model_params"))
+    moved = {**params, "w_util": 5, "w_vol": 90}
+    names = [f.name for f in fields(model.ModelParams)]
+    await deployed.propose("model_params", [moved[n] for n in names], contract="RiskEngine")
+    keeper = setup.start()
+    try:
+
+        async def waiting() -> list[dict[str, object]]:
+            return keeper.events("job.waiting_for_governance")
+
+        (first,) = await wait_until("the keeper to wait for the model", waiting, keeper=keeper)
+        assert "RiskEngine model_params -> w_util=5, w_vol=90" in str(first["reason"])
+        assert setup.query("SELECT id FROM jobs") == []
+        deployed.devnet.increase_time(3600)
+        await deployed.apply("model_params", contract="RiskEngine")
+        await wait_for_epoch(deployed, 1, keeper)
+        await wait_for_jobs(setup, {"confirmed"}, keeper)
+    finally:
+        assert keeper.stop() == 0
+    assert await _allocation(deployed) == [4264, 2906, 2830]  # the new model's
+    proposals = setup.query(
+        "SELECT contract, param, status FROM governance_proposals ORDER BY id"
+    )
+    assert [(p["contract"], p["param"], p["status"]) for p in proposals] == [
+        ("risk_engine", "model_params", "proposed"),
+        ("risk_engine", "model_params", "applied"),
     ]

@@ -430,6 +430,43 @@ def test_schedule_changes_bind_only_when_the_rebalance_would_not_be_due_after_th
     assert _decide(_snap(), pending=_pending(still), **by_drift).due
 
 
+MODEL_NOW = (25, 40, 0, 5, 15, 30, 3, 10, 730, 10, 5, 95)
+
+
+def risk_change(param: str, *values: int, eta: int = NOW + 60) -> PendingChange:
+    return PendingChange(param, 0, values, eta, "risk_engine")
+
+
+def test_a_pending_risk_engine_model_change_holds_the_rebalance() -> None:
+    # A job proven on today's inputs names today's commitment: once RiskEngine's new model
+    # applies, the router refuses it as stale.
+    moved = risk_change("model_params", *MODEL_NOW[:1], 90, *MODEL_NOW[2:])
+    pending = replace(_pending(moved), model_params=MODEL_NOW)
+    d = _decide(_snap(), requested=True, pending=pending)
+    assert (d.due, d.waiting_for) == (False, moved)
+    assert d.reason.startswith("not due: waiting for governance change RiskEngine model_params")
+    assert "w_vol=90" in d.reason
+    unknown = _decide(_snap(), requested=True, pending=_pending(moved))  # params not read
+    assert not unknown.due
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [
+        risk_change("model_params", *MODEL_NOW),  # the model in force
+        risk_change("oracle", 0x0AC1E),
+        risk_change("governance_delay_s", 0),
+        risk_change("max_single_bps", 7000),  # no RiskEngine param: it cannot apply it
+    ],
+    ids=lambda c: c.param,
+)
+def test_risk_engine_changes_that_cannot_refuse_the_rebalance_do_not_hold_it(
+    pending: PendingChange,
+) -> None:
+    d = _decide(_snap(), requested=True, pending=replace(_pending(pending), model_params=MODEL_NOW))
+    assert (d.due, d.waiting_for) == (True, None)
+
+
 def test_the_earliest_binding_change_is_named() -> None:
     later = change("min_diversification", 3, eta=NOW + 600)
     sooner = change("max_single_bps", 7000, eta=NOW + 300)

@@ -106,6 +106,8 @@ class FakeAtlantic:
         self.key_sent_to_storage = False
         self.fact_override: int | None = None
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0  # requests being handled (a slow POST may outlive its client)
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
         self.storage_url = ""
@@ -118,6 +120,22 @@ class FakeAtlantic:
 
     def count(self, endpoint: str) -> int:
         return sum(1 for name, _ in self.requests if name == endpoint)
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Until no request is being handled (e.g. a POST its client gave up on)."""
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout_s), "still busy"
+
+    @contextmanager
+    def _handling(self) -> Iterator[None]:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def by_dedup_id(self, dedup_id: str) -> Query:
         (query,) = [q for q in self.queries.values() if q.dedup_id == dedup_id]
@@ -293,6 +311,10 @@ def _handler_for(fake: FakeAtlantic) -> type[BaseHTTPRequestHandler]:
             return True
 
         def do_POST(self) -> None:
+            with fake._handling():
+                self._post()
+
+        def _post(self) -> None:
             self._pending: str | None = None
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)

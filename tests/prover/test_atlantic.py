@@ -149,20 +149,103 @@ async def test_happy_path(server: FakeAtlantic, clock: FakeClock, tmp_path: Path
     assert not server.key_sent_to_storage
 
 
-@pytest.mark.parametrize(
-    "fault", ["429", "502", "503", "504", "500html", "html200", "drop", "slow", "drop_after_accept"]
-)
-async def test_transient_submit_faults_never_duplicate_the_query(
+@pytest.mark.parametrize("fault", ["429", "503"])
+async def test_a_refused_submission_is_retried_after_a_lookup(
     server: FakeAtlantic, clock: FakeClock, tmp_path: Path, fault: str
 ) -> None:
     server.retry_after = "0"
     server.script("submit", fault)
     result = await prove(server, clock, tmp_path)
     assert result.fact_hash == atlantic_fact(PROGRAM, OUTPUTS)
-    assert server.created == 1
-    # "slow": the abandoned first POST may land after the retry's; dedupId refuses it.
-    assert server.duplicate_posts <= (1 if fault == "slow" else 0)
-    assert server.count("lookup") == 2  # the retry looked the dedupId up first
+    assert (server.created, server.duplicate_posts, server.count("submit")) == (1, 0, 2)
+    assert server.count("lookup") == 1  # refused, not accepted: nothing to look for
+
+
+@pytest.mark.parametrize("fault", ["502", "504", "500html", "html200", "drop"])
+async def test_an_unanswered_submission_waits_out_the_settle_window_before_posting_again(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path, fault: str
+) -> None:
+    # Sent, no usable answer, and Atlantic never made the query: only lookups during the
+    # settle window, then one more POST.
+    server.script("submit", fault)
+    result = await prove(server, clock, tmp_path, atlantic_submit_settle_s=60.0)
+    assert result.fact_hash == atlantic_fact(PROGRAM, OUTPUTS)
+    assert (server.created, server.duplicate_posts, server.count("submit")) == (1, 0, 2)
+    endpoints = [name for name, _ in server.requests]
+    first, second = (i for i, name in enumerate(endpoints) if name == "submit")
+    assert endpoints[first + 1 : second] == ["lookup"] * (second - first - 1)
+    assert second - first - 1 >= 3  # several lookups, the last after the window
+    assert sum(clock.sleeps) >= 60.0  # the second POST waited out the window
+
+
+async def test_a_slow_submission_is_found_by_dedup_id_not_posted_twice(
+    server: FakeAtlantic, tmp_path: Path
+) -> None:
+    # The server takes 2 s to accept while the client gives up after 0.25 s: the dedupId
+    # lookup says 404 until the query exists, then finds it; only one POST ever goes out.
+    # Real time here (the server's delay is real); the window is far longer than needed.
+    server.slow_s = 2.0
+    server.script("submit", "slow")
+    settings = settings_for(
+        server,
+        atlantic_submit_settle_s=60.0,
+        atlantic_backoff_max_s=0.5,
+        atlantic_poll_interval_s=0.1,
+    )
+    async with AtlanticClient(settings) as client:
+        result = await client.prove(
+            program=PROGRAM,
+            program_input=PROGRAM_INPUT,
+            outputs=OUTPUTS,
+            job_key=JOB,
+            n_steps=N_STEPS,
+            out_dir=tmp_path,
+        )
+    await asyncio.to_thread(server.wait_idle)  # the abandoned POST has been handled too
+    assert result.fact_hash == atlantic_fact(PROGRAM, OUTPUTS)
+    posts = [outcome for name, outcome in server.requests if name == "submit"]
+    assert posts == ["slow", "200"]  # one POST: delayed, then accepted
+    assert (server.created, server.duplicate_posts) == (1, 0)
+    assert ("lookup", "404") in server.requests[1:]  # it looked while Atlantic was busy
+    assert result.resumed is False  # our POST made it
+
+
+class Interrupted(Exception):
+    """The keeper stopping mid-call (shutdown, a cancelled job step)."""
+
+
+async def test_a_later_call_settles_before_posting_again(
+    server: FakeAtlantic, clock: FakeClock, tmp_path: Path
+) -> None:
+    # A POST goes unanswered and the call is interrupted while it looks the dedupId up:
+    # the next call of the same client still waits out that POST's window before its own.
+    server.script("submit", "drop")
+    settings = settings_for(server, atlantic_submit_settle_s=30.0)
+    interrupt = True
+
+    async def sleep(seconds: float) -> None:
+        if interrupt:
+            raise Interrupted
+        await clock.sleep(seconds)
+
+    kwargs: dict[str, Any] = dict(
+        program=PROGRAM, program_input=PROGRAM_INPUT, outputs=OUTPUTS, job_key=JOB,
+        n_steps=N_STEPS, out_dir=tmp_path,
+    )
+    async with AtlanticClient(settings, sleep=sleep, clock=clock) as client:
+        with pytest.raises(Interrupted):
+            await client.prove(**kwargs)
+        assert (server.count("submit"), server.created) == (1, 0)
+        interrupt = False
+        clock.now += 5.0  # the next attempt, 5 s after the unanswered POST
+        await client.prove(**kwargs)
+    assert (server.count("submit"), server.created, server.duplicate_posts) == (2, 1, 0)
+    endpoints = [name for name, _ in server.requests]
+    first, second = (i for i, name in enumerate(endpoints) if name == "submit")
+    # Between the POSTs: the interrupted call's lookup, the next call's own lookup, then
+    # the rest of the window (25 s) in lookups before the second POST.
+    assert endpoints[first + 1 : second] == ["lookup"] * (second - first - 1)
+    assert second - first - 1 >= 5
 
 
 async def test_post_accepted_but_reply_lost_is_found_by_dedup_id(

@@ -273,12 +273,43 @@ def test_command_since_a_future_day_lists_nothing(
 # --- the router's proposals ------------------------------------------------------------------
 
 
-def _propose(tracker: GovernanceTracker, store: Store, *rows: tuple[object, ...]) -> None:
+def _propose(
+    tracker: GovernanceTracker, store: Store, *rows: tuple[object, ...], contract: str = "router"
+) -> None:
     with store.transaction() as db:
         for status, param, subject, values, eta, block, event_id in rows:
             tracker.apply_proposal_event(
-                db, status, param, subject, values, eta, block, 0xE0 + event_id, event_id
+                db, status, param, subject, values, eta, block, 0xE0 + event_id, event_id,
+                contract=contract,
             )
+
+
+def test_risk_engine_proposals_are_followed_apart_from_the_routers(store: Store) -> None:
+    tracker = GovernanceTracker(store)
+    model = (25, 90, 0, 5, 15, 30, 3, 10, 730, 10, 5, 95)
+    _propose(tracker, store, ("proposed", "governance_delay_s", 0, (7200,), HOUR, 10, 1))
+    _propose(
+        tracker,
+        store,
+        ("proposed", "governance_delay_s", 0, (0,), 2 * HOUR, 10, 2),
+        ("proposed", "model_params", 0, model, 3 * HOUR, 10, 3),
+        ("proposed", "oracle", 0, (0x0AC1E,), 3 * HOUR, 10, 4),
+        ("applied", "oracle", 0, (0x0AC1E,), 3 * HOUR, 12, 5),
+        contract="risk_engine",
+    )
+    pending = tracker.pending_proposals()
+    assert [(p["contract"], p["param"], p["values"]) for p in pending] == [
+        ("router", "governance_delay_s", [7200]),
+        ("risk_engine", "governance_delay_s", [0]),  # same name, the other contract's
+        ("risk_engine", "model_params", list(model)),
+    ]
+    with store.transaction() as db:
+        tracker.on_stream_rollback(db, 11)  # the oracle's apply is undone: pending again
+    assert [p["param"] for p in tracker.pending_proposals()][-1] == "oracle"
+    with pytest.raises(ValueError, match="unknown contract kind"), store.transaction() as db:
+        tracker.apply_proposal_event(db, "proposed", "oracle", 0, (1,), 1, 1, 1, 9, "vault")
+    assert format_proposal_values("model_params", model).startswith("w_util=25, w_vol=90, ")
+    assert format_proposal_values("oracle", [0x0AC1E]) == "0xac1e"
 
 
 def test_pending_is_the_latest_state_of_each_change(store: Store) -> None:
@@ -376,18 +407,23 @@ def test_command_shows_pending_changes_with_their_eta_then_closed_ones(
     pending, closed, history = out.split("\n\n")
     lines = pending.splitlines()
     assert lines[0].startswith("pending changes")
-    assert lines[1].split() == ["param", "subject", "values", "eta", "expires", "proposed", "in"]
+    assert lines[1].split() == [
+        "contract", "param", "subject", "values", "eta", "expires", "proposed", "in"
+    ]
     assert lines[2].split() == [
-        "keeper", "0xa11ce", "disable", "2025-03-02T12:00:00Z", "2025-03-16T12:00:00Z", "0xe2"
+        "router", "keeper", "0xa11ce", "disable", "2025-03-02T12:00:00Z",
+        "2025-03-16T12:00:00Z", "0xe2",
     ]
     assert lines[3].split() == [
-        "max_single_bps", "7000", "2025-03-02T12:00:00Z", "2025-03-16T12:00:00Z", "0xe1"
+        "router", "max_single_bps", "7000", "2025-03-02T12:00:00Z", "2025-03-16T12:00:00Z",
+        "0xe1",
     ]
     assert len(lines) == 4
     closed_lines = closed.splitlines()
     assert closed_lines[0] == "applied and cancelled changes:"
     assert closed_lines[2].split() == [
-        "12", "0xe4", "cancelled", "drift_threshold_bps", "100", "2025-03-02T12:00:00Z"
+        "12", "0xe4", "cancelled", "router", "drift_threshold_bps", "100",
+        "2025-03-02T12:00:00Z",
     ]
     assert history.startswith("parameter history:")
 
@@ -395,7 +431,8 @@ def test_command_shows_pending_changes_with_their_eta_then_closed_ones(
     shown = json.loads(capsys.readouterr().out)
     assert [p["param"] for p in shown["pending"]] == ["keeper", "max_single_bps"]
     assert shown["pending"][1] | {"at": None} == {
-        "param": "max_single_bps", "subject": None, "values": "7000", "raw_values": ["0x1b58"],
+        "contract": "router", "param": "max_single_bps", "subject": None, "values": "7000",
+        "raw_values": ["0x1b58"],
         "eta": eta, "eta_utc": "2025-03-02T12:00:00Z", "expires_utc": "2025-03-16T12:00:00Z",
         "status": "proposed", "block": 11, "tx": "0xe1", "event_id": 1, "at": None,
     }

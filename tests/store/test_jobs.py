@@ -131,6 +131,34 @@ def test_attempts_count_per_state_and_reset_on_move(jobs: JobStore) -> None:
     assert (job.attempts, job.failing_since) == (0, None)
 
 
+def test_a_forward_move_clears_the_failure_of_an_earlier_attempt(jobs: JobStore) -> None:
+    # A failed Stone attempt, then the fallback proves it: `jobs` must not show a failure.
+    job = jobs.create(ROUTER, 2, "interval")
+    assert job is not None
+    for state in HAPPY[:2]:
+        job = jobs.advance(job, state)
+    jobs.record_attempt_failure(job, "stone_failed", "prover exited 1")
+    failing = jobs.require(job.id)
+    assert (failing.failure_code, failing.failure_reason) == ("stone_failed", "prover exited 1")
+    for state in HAPPY[2:]:
+        job = jobs.advance(jobs.require(job.id), state)
+        assert (job.failure_code, job.failure_reason) == (None, None), state
+        jobs.record_attempt_failure(job, "rpc_unreachable", "node down")
+    assert jobs.require(job.id).state == JobState.CONFIRMED
+
+
+def test_the_move_back_and_failure_moves_keep_their_reason(jobs: JobStore) -> None:
+    job = jobs.create(ROUTER, 3, "interval")
+    assert job is not None
+    for state in HAPPY[:5]:
+        job = jobs.advance(job, state)
+    jobs.record_attempt_failure(job, "tx_dropped", "never landed")
+    back = jobs.advance(jobs.require(job.id), JobState.FACT_REGISTERED)
+    assert back.failure_code == "tx_dropped"  # why the submission is prepared again
+    failed = jobs.fail(back, "reverted", "stale inputs commitment", retry_after=None)
+    assert (failed.failure_code, failed.failure_reason) == ("reverted", "stale inputs commitment")
+
+
 def test_a_failed_job_is_reopened_as_its_next_run(jobs: JobStore) -> None:
     job = jobs.create(ROUTER, 4, "interval")
     assert job is not None

@@ -112,7 +112,7 @@ async def test_data_batches_are_stored_with_the_end_cursor_and_filter(
     assert (ROUTER, SELECTORS["RebalanceRequested"]) in pairs
     assert (RISK_ENGINE, SELECTORS["MetricsUpdated"]) in pairs
     assert (RISK_ENGINE, SELECTORS["RebalanceRequested"]) not in pairs
-    assert len(pairs) == 14  # 9 router events + 5 RiskEngine events
+    assert len(pairs) == 18  # 9 router events + 9 RiskEngine events (its timelock's too)
 
 
 async def test_fresh_store_starts_after_start_block_minus_one(event_log: EventLog) -> None:

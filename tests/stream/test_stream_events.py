@@ -84,6 +84,23 @@ risk_events = st.one_of(
     st.builds(OracleUpdated, metas, felts, felts),
     st.builds(OwnershipTransferred, metas, st.just("risk_engine"), felts, felts),
     st.builds(OwnershipTransferStarted, metas, st.just("risk_engine"), felts, felts),
+    # RiskEngine's own timelock: the router's events, tagged with the contract.
+    *(
+        st.builds(
+            cls,
+            metas,
+            st.sampled_from(["model_params", "oracle", "governance_delay_s"]),
+            st.just(0),
+            st.lists(felts, max_size=12).map(tuple),
+            u64,
+            st.just("risk_engine"),
+        )
+        for cls in (GovernanceChangeProposed, GovernanceChangeCancelled, GovernanceChangeApplied)
+    ),
+    st.builds(
+        GovernanceParamsUpdated, metas, st.just("governance_delay_s"), felts, felts,
+        st.just("risk_engine"),
+    ),
 )
 
 
@@ -94,8 +111,9 @@ def _abis_parsed() -> None:
 
 
 def kind_of(event: Event) -> ContractKind:
-    if isinstance(event, OwnershipTransferred | OwnershipTransferStarted):
-        return event.contract
+    if hasattr(event, "contract"):  # events both contracts emit
+        kind: ContractKind = event.contract
+        return kind
     return "router" if type(event).__name__ in EVENT_NAMES["router"] else "risk_engine"
 
 

@@ -26,6 +26,7 @@ from keeper.stream.events import (
     GovernanceParamsUpdated,
     KeeperUpdated,
     MetricsUpdated,
+    OracleUpdated,
     OwnershipTransferred,
     OwnershipTransferStarted,
     RebalanceRequested,
@@ -143,9 +144,10 @@ async def test_events_of_real_transactions_are_decoded_in_chain_order(
         events = [s.event for s in log.next_unprocessed(10_000)]
         # The router's constructor emitted its whole configuration; the oracle its metrics.
         assert {GovernanceParamsUpdated, KeeperUpdated, MetricsUpdated} <= {type(e) for e in events}
-        params = [e.param for e in events if isinstance(e, GovernanceParamsUpdated)]
+        updates = [e for e in events if isinstance(e, GovernanceParamsUpdated)]
+        params = [e.param for e in updates if e.contract == "router"]
         assert params[0] == "rebalance_interval_s" and len(params) == 18
-        pin = {e.param: e.new_value for e in events if isinstance(e, GovernanceParamsUpdated)}
+        pin = {e.param: e.new_value for e in updates if e.contract == "router"}
         assert pin["direct_memory_verification"] == encode_short_string("strict")
         tx_hash = await chain.request_rebalance()
         result = await catch_up(src)
@@ -172,7 +174,14 @@ async def test_governance_and_ownership_events_are_decoded(
         devnet_deploy.make_call(router, "propose_change", [*drift, 1, 100]),
         devnet_deploy.make_call(router, "cancel_change", drift),
         devnet_deploy.make_call(router, "request_rebalance"),
+        devnet_deploy.make_call(router, "propose_change", [*drift, 1, 200]),  # left pending
         devnet_deploy.make_call(router, "transfer_ownership", [outsider]),
+    ]
+    risk_engine = chain.deployment.address("RiskEngine")
+    oracle = [encode_short_string("oracle"), 0]
+    risk_calls = [
+        devnet_deploy.make_call(risk_engine, "propose_change", [*oracle, 1, outsider]),
+        devnet_deploy.make_call(risk_engine, "apply_change", oracle),
     ]
     with open_store(tmp_path / "keeper.sqlite3") as store:
         log = EventLog(store, source="rpc", addresses=chain.addresses)
@@ -182,6 +191,7 @@ async def test_governance_and_ownership_events_are_decoded(
         await devnet_deploy.invoke(chain.account(0), calls)
         accept = devnet_deploy.make_call(router, "accept_ownership")
         await devnet_deploy.invoke(chain.account(2), [accept])
+        await devnet_deploy.invoke(chain.account(0), risk_calls)
         await catch_up(src)
         events = [s.event for s in log.next_unprocessed(10_000)][before:]
         assert log.status().quarantined == 0
@@ -192,10 +202,18 @@ async def test_governance_and_ownership_events_are_decoded(
         GovernanceChangeProposed,
         GovernanceChangeCancelled,
         RebalanceRequested,
+        GovernanceChangeProposed,
         OwnershipTransferStarted,
         OwnershipTransferred,
+        GovernanceChangeCancelled,  # the new owner does not inherit the pending proposal
+        GovernanceChangeProposed,
+        GovernanceChangeApplied,
+        OracleUpdated,
     ]
-    proposed, applied, updated, _, cancelled, requested, started, transferred = events
+    (
+        proposed, applied, updated, _, cancelled, requested, _, started, transferred,
+        inherited, risk_proposed, risk_applied, oracle_updated,
+    ) = events
     assert isinstance(proposed, GovernanceChangeProposed)
     assert (proposed.param, proposed.subject, proposed.values) == ("max_single_bps", 0, (4000,))
     assert isinstance(applied, GovernanceChangeApplied) and applied.eta == proposed.eta
@@ -210,6 +228,16 @@ async def test_governance_and_ownership_events_are_decoded(
     )
     assert isinstance(transferred, OwnershipTransferred)
     assert (transferred.previous_owner, transferred.new_owner) == (owner, outsider)
+    assert isinstance(inherited, GovernanceChangeCancelled)
+    assert (inherited.contract, inherited.param, inherited.values) == (
+        "router", "drift_threshold_bps", (200,)
+    )
+    assert isinstance(risk_proposed, GovernanceChangeProposed)
+    assert isinstance(risk_applied, GovernanceChangeApplied)
+    for event in (risk_proposed, risk_applied):
+        assert (event.contract, event.param, event.values) == ("risk_engine", "oracle", (outsider,))
+    assert isinstance(oracle_updated, OracleUpdated)
+    assert (oracle_updated.old_oracle, oracle_updated.new_oracle) == (owner, outsider)
 
 
 class _CrashAfter(httpx.AsyncBaseTransport):

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from keeper.chain.signer import load_signer
 from keeper.cli.options import add_config_option
 from keeper.core.config import config_path_from, load_config
 from keeper.core.logs import display_url
@@ -40,7 +41,9 @@ def register(sub: Any) -> None:
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
     actions.required = True
     check = actions.add_parser(
-        "check", help="validate the config; exit 78 with one line per problem"
+        "check",
+        help="validate the config and load the account key (keystore or private-key "
+        "secret) as `run` will; exit 78 with one line per problem",
     )
     add_config_option(check)
     check.set_defaults(handler=_check)
@@ -52,13 +55,15 @@ def register(sub: Any) -> None:
 def _check(args: argparse.Namespace) -> int:
     path = config_path_from(args.config, os.environ)
     cfg = load_config(path, os.environ)
+    # `run` cannot sign without the key: load it now (SignerError, exit 78), never print it.
+    load_signer(cfg.chain, cfg.secrets)
     secrets = [name for name, value in cfg.redacted()["secrets"].items() if value == "<set>"]
     print(
         f"config ok: {path or 'environment only'}; chain {cfg.chain.chain_id} at "
         f"{display_url(cfg.chain.rpc_url)}; router {cfg.chain.router_address}; "
         f"stream {cfg.stream.source}; "
         f"prover {cfg.prover.policy}; store {cfg.store.path}; "
-        f"secrets: {', '.join(secrets) or 'none'}"
+        f"secrets: {', '.join(secrets) or 'none'}; account key loaded"
     )
     print(stone_line(cfg.prover))
     return 0

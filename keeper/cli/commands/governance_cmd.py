@@ -1,5 +1,5 @@
-"""``obsqra-keeper governance``: the router's timelocked changes (pending with their eta,
-applied, cancelled) and the recorded history of governance parameters."""
+"""``obsqra-keeper governance``: the router's and RiskEngine's timelocked changes (pending
+with their eta, applied, cancelled) and the recorded history of governance parameters."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "governance",
         help="pending, applied and cancelled governance changes, and the parameter history",
-        description="What the router's governance did and is about to do, as the keeper "
-        "recorded it: the changes proposed and still pending (with the eta from which the "
+        description="What the router's and RiskEngine's governance did and is about to do, "
+        "as the keeper recorded it: the changes proposed and still pending (RiskEngine's "
+        "model parameters, oracle and delay too; with the eta from which the "
         "owner may apply them, and when they expire), the applied and cancelled ones, and "
         "every change of the router's governance parameters and RiskEngine's model "
         "parameters (values read at start: no tx). Addresses and hashes in hex, verifier "
@@ -68,9 +69,17 @@ def _governance(args: argparse.Namespace) -> int:
 def _pending_table(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    columns = ("param", "subject", "values", "eta", "expires", "proposed in")
+    columns = ("contract", "param", "subject", "values", "eta", "expires", "proposed in")
     table = [
-        (r["param"], r["subject"] or "", r["values"], r["eta_utc"], r["expires_utc"], r["tx"])
+        (
+            r["contract"],
+            r["param"],
+            r["subject"] or "",
+            r["values"],
+            r["eta_utc"],
+            r["expires_utc"],
+            r["tx"],
+        )
         for r in rows
     ]
     title = "pending changes (the owner may apply each from its eta until it expires):"
@@ -80,12 +89,13 @@ def _pending_table(rows: list[dict[str, Any]]) -> list[str]:
 def _closed_table(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    columns = ("block", "tx", "status", "param", "subject", "values", "eta")
+    columns = ("block", "tx", "status", "contract", "param", "subject", "values", "eta")
     table = [
         (
             str(r["block"]),
             r["tx"],
             r["status"],
+            r["contract"],
             r["param"],
             r["subject"] or "",
             r["values"],
@@ -123,6 +133,7 @@ def _shown_proposal(row: dict[str, Any]) -> dict[str, Any]:
 
     param = row["param"]
     return {
+        "contract": row["contract"],
         "param": param,
         "subject": hex(row["subject"]) if row["subject"] else None,
         "values": format_proposal_values(param, row["values"]),
