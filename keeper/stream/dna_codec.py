@@ -38,6 +38,7 @@ FINALITY: dict[str, int] = {
 }
 PENDING = stream_pb2.DATA_FINALITY_PENDING
 FINALIZED = stream_pb2.DATA_FINALITY_FINALIZED
+LIVE = stream_pb2.DATA_PRODUCTION_LIVE
 HEARTBEAT_MIN_S = 10  # the server refuses intervals outside 10 to 60 s
 HEARTBEAT_MAX_S = 60
 
