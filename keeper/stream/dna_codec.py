@@ -39,6 +39,7 @@ FINALITY: dict[str, int] = {
 PENDING = stream_pb2.DATA_FINALITY_PENDING
 FINALIZED = stream_pb2.DATA_FINALITY_FINALIZED
 LIVE = stream_pb2.DATA_PRODUCTION_LIVE
+BACKFILL = stream_pb2.DATA_PRODUCTION_BACKFILL
 HEARTBEAT_MIN_S = 10  # the server refuses intervals outside 10 to 60 s
 HEARTBEAT_MAX_S = 60
 
@@ -69,7 +70,9 @@ def felt_to_proto(value: int) -> Any:
 
 
 def felt_from_proto(felt: Any) -> int:
-    return felt_from_limbs(int(felt.x0), int(felt.x1), int(felt.x2), int(felt.x3))
+    # fixed64 fields are 64-bit by construction: no range check on this hot path.
+    value: int = (felt.x0 << 192) | (felt.x1 << 128) | (felt.x2 << 64) | felt.x3
+    return value
 
 
 def _felt_text(felt: Any) -> str:
@@ -173,12 +176,12 @@ def _raw_events(events: Iterable[Any], number: int, block_hash: int) -> Iterable
             event_index=int(event.event_index),
             from_address=felt_from_proto(event.from_address),
         )
-        keys = tuple(felt_from_proto(k) for k in event.keys)
-        data = tuple(felt_from_proto(d) for d in event.data)
+        keys = tuple([(k.x0 << 192) | (k.x1 << 128) | (k.x2 << 64) | k.x3 for k in event.keys])
+        data = tuple([(d.x0 << 192) | (d.x1 << 128) | (d.x2 << 64) | d.x3 for d in event.data])
         problem = None
         if tx_hash == 0:
             problem = "event without transaction hash"
-        elif any(v >= STARKNET_PRIME for v in (*keys, *data)):
+        elif max(keys, default=0) >= STARKNET_PRIME or max(data, default=0) >= STARKNET_PRIME:
             problem = "a key or data value is not a field element (not below the prime)"
         if problem is None:
             yield RawEvent(meta, keys, data)

@@ -41,6 +41,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from keeper.core.errors import EX_CONFIG
 from keeper.core.logs import get_logger
 from keeper.stream.dna_codec import (
+    BACKFILL,
     FINALIZED,
     LIVE,
     PENDING,
@@ -68,8 +69,10 @@ Progress = Callable[[str], None]
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 STATUS_TIMEOUT_S = 10.0
 # Data messages (one block each) already received are ingested together, up to this many
-# blocks per store transaction: a backfill is not one fsync per block.
+# blocks per store transaction: a backfill is not one fsync per block. While backfilling,
+# the next block is awaited this long to join the batch (live blocks never wait).
 MAX_BLOCKS_PER_INGEST = 256
+BACKFILL_COALESCE_S = 0.05
 READ_AHEAD_MESSAGES = 1024
 # Between failed reconnects (and OUT_OF_RANGE retries): full jitter over a window doubling
 # from 0.5 s up to 30 s, with a floor; never past the stall deadline.
@@ -403,8 +406,16 @@ class DnaSource:
                     self._handle(response)
                     continue
                 batch = [response]  # and the data messages already waiting behind it
-                while len(batch) < MAX_BLOCKS_PER_INGEST and not inbox.empty():
-                    item = inbox.get_nowait()
+                while len(batch) < MAX_BLOCKS_PER_INGEST:
+                    if not inbox.empty():
+                        item = inbox.get_nowait()
+                    elif batch[-1].data.production == BACKFILL:
+                        try:
+                            item = await asyncio.wait_for(inbox.get(), BACKFILL_COALESCE_S)
+                        except TimeoutError:
+                            break
+                    else:
+                        break
                     if not _is_data(item):
                         pending = item  # handled after the batch (an error too)
                         break
@@ -522,9 +533,7 @@ class DnaSource:
             if data.production == LIVE:  # a live block is the server's head
                 self._note_head(end)
         if end is not None:
-            result = self._log.ingest(blocks, end)
-            if finalized is not None:
-                self._log.record_finalized(finalized)
+            result = self._log.ingest(blocks, end, finalized=finalized)
             if result.stored or result.quarantined:
                 _log.info(
                     "stream.blocks",

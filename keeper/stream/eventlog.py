@@ -204,19 +204,24 @@ class EventLog:
         """Record that nothing up to ``cursor`` can be rolled back; a cursor below the one
         recorded is ignored (finality only moves forward). True when it moved."""
         with self._store.transaction() as db:
-            current = self.finalized()
-            if current is not None and cursor.block_number <= current.block_number:
-                return False
-            value = {
-                "block_number": cursor.block_number,
-                "block_hash": None if cursor.block_hash is None else _hex(cursor.block_hash),
-            }
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (FINALIZED_META_KEY, json.dumps(value)),
-            )
-        self.position.finalized = cursor
+            moved = self._set_finalized(db, cursor)
+        if moved:
+            self.position.finalized = cursor
+        return moved
+
+    def _set_finalized(self, db: sqlite_utils.Database, cursor: Cursor) -> bool:
+        current = self.finalized()
+        if current is not None and cursor.block_number <= current.block_number:
+            return False
+        value = {
+            "block_number": cursor.block_number,
+            "block_hash": None if cursor.block_hash is None else _hex(cursor.block_hash),
+        }
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (FINALIZED_META_KEY, json.dumps(value)),
+        )
         return True
 
     def _set_cursor(self, db: sqlite_utils.Database, cursor: Cursor) -> None:
@@ -234,8 +239,11 @@ class EventLog:
         )
 
     # -- ingest -------------------------------------------------------------------------
-    def ingest(self, blocks: Sequence[Block], end: Cursor) -> IngestResult:
-        """Store ``blocks`` (ascending) and move the cursor to ``end``, atomically."""
+    def ingest(
+        self, blocks: Sequence[Block], end: Cursor, *, finalized: Cursor | None = None
+    ) -> IngestResult:
+        """Store ``blocks`` (ascending) and move the cursor to ``end``, atomically; with
+        ``finalized``, record it too (see ``record_finalized``) in the same transaction."""
         now = _now()
         stored_rows: list[tuple[Any, ...]] = []
         quarantine_rows: list[tuple[Any, ...]] = []
@@ -298,7 +306,10 @@ class EventLog:
                 )
             if current is None or end != current:
                 self._set_cursor(db, end)
+            moved = finalized is not None and self._set_finalized(db, finalized)
         self.position.cursor = end
+        if moved:
+            self.position.finalized = finalized
         if quarantined and self._on_quarantine is not None:  # committed: count them now
             self._on_quarantine(quarantined)
         return IngestResult(stored=stored, quarantined=quarantined, skipped=skipped)

@@ -90,13 +90,14 @@ def data(
     block_hash: int | None,
     *,
     finality: int = stream_pb2.DATA_FINALITY_ACCEPTED,
+    production: int = stream_pb2.DATA_PRODUCTION_LIVE,
 ) -> Send:
     """One Data message: one block (``raw``, for the one filter) ending at (number, hash)."""
     msg = stream_pb2.Data(
         end_cursor=cursor_to_proto(Cursor(number, block_hash)),
         finality=finality,
         data=[raw],
-        production=stream_pb2.DATA_PRODUCTION_LIVE,
+        production=production,
     )
     if number > 0:
         msg.cursor.CopyFrom(cursor_to_proto(Cursor(number - 1)))

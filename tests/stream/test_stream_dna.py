@@ -52,10 +52,16 @@ def rebalance_event(epoch: int, tx: int, index: int = 0) -> FakeEvent:
     return FakeEvent(ROUTER, [SELECTORS["RebalanceRequested"], epoch], [0xAB, 1], tx, index)
 
 
-def block(n: int, fork: int = 0, *, finality: int = stream_pb2.DATA_FINALITY_ACCEPTED) -> Send:
+def block(
+    n: int,
+    fork: int = 0,
+    *,
+    finality: int = stream_pb2.DATA_FINALITY_ACCEPTED,
+    production: int = stream_pb2.DATA_PRODUCTION_LIVE,
+) -> Send:
     """One Data message: block n with one RebalanceRequested(epoch=n)."""
     raw = block_bytes(n, block_hash(n, fork), [rebalance_event(n, tx=0x1000 + n + fork)])
-    return data(raw, n, block_hash(n, fork), finality=finality)
+    return data(raw, n, block_hash(n, fork), finality=finality, production=production)
 
 
 class Harness:
@@ -143,11 +149,11 @@ async def test_fresh_store_starts_after_start_block_minus_one(event_log: EventLo
 
 # -- data, finalize, invalidate ------------------------------------------------------------
 async def test_backfill_then_live_each_block_stored_with_its_cursor(event_log: EventLog) -> None:
-    final = stream_pb2.DATA_FINALITY_FINALIZED
+    final, old = stream_pb2.DATA_FINALITY_FINALIZED, stream_pb2.DATA_PRODUCTION_BACKFILL
     script: list[Step] = [
-        block(1, finality=final),
-        block(2, finality=final),
-        block(3, finality=final),
+        block(1, finality=final, production=old),
+        block(2, finality=final, production=old),
+        block(3, production=old),
         finalize(3, block_hash(3)),
         block(4),
         heartbeat(),
@@ -158,7 +164,7 @@ async def test_backfill_then_live_each_block_stored_with_its_cursor(event_log: E
         await harness.run_until(7)
     assert epochs(event_log) == [1, 2, 3, 4, 5]
     assert event_log.cursor() == Cursor(5, block_hash(5))
-    assert event_log.finalized() == Cursor(3, block_hash(3))
+    assert event_log.finalized() == Cursor(3, block_hash(3))  # finalized data, then Finalize
     assert harness.source.position.cursor == Cursor(5, block_hash(5))
     assert harness.source.position.finalized == Cursor(3, block_hash(3))
     assert harness.source.position.head == Cursor(5, block_hash(5))  # live data: the head
