@@ -5,8 +5,9 @@
   big-endian; empty when not known).
 - The filter: one ``starknet.v2.Filter`` with an ``EventFilter`` per (contract, selector)
   the keeper decodes — the contract's address, ``keys`` = [selector] (a prefix match),
-  succeeded transactions only, no transaction, receipt or siblings; the header only in
-  blocks with matches.
+  succeeded transactions only, no transaction, receipt or siblings; the header in blocks
+  with matches and in every live block (so that the stored cursor follows the head on a
+  quiet chain, as the RPC source's does; backfilled blocks without matches are skipped).
 - ``Data.data[0]``: the serialized ``starknet.v2.Block`` of the one filter; its events
   become ``RawEvent``s. An event whose felts cannot be read is kept as a *problem* event
   (the event log quarantines it); bytes that are not a block at all are a ``StreamError``
@@ -98,7 +99,7 @@ def cursor_from_proto(cursor: Any) -> Cursor:
 # -- request -------------------------------------------------------------------------------
 def build_filter(addresses: Mapping[int, ContractKind]) -> bytes:
     """The serialized ``starknet.v2.Filter`` for the followed events of each contract."""
-    flt = filter_pb2.Filter(header=filter_pb2.HEADER_FILTER_ON_DATA)
+    flt = filter_pb2.Filter(header=filter_pb2.HEADER_FILTER_ON_DATA_OR_ON_NEW_BLOCK)
     next_id = 1
     for address, kind in addresses.items():
         for selector in event_selectors(kind):

@@ -95,7 +95,7 @@ def test_a_cursor_hash_longer_than_a_felt_is_a_stream_error() -> None:
 
 def test_filter_asks_for_each_followed_event_of_each_contract_and_nothing_else() -> None:
     flt = filter_pb2.Filter.FromString(build_filter(ADDRESSES))
-    assert flt.header == filter_pb2.HEADER_FILTER_ON_DATA
+    assert flt.header == filter_pb2.HEADER_FILTER_ON_DATA_OR_ON_NEW_BLOCK  # live: every block
     assert not (flt.transactions or flt.messages or flt.storage_diffs or flt.nonce_updates)
     pairs = [
         (felt_from_proto(f.address), tuple(felt_from_proto(k.value) for k in f.keys))

@@ -520,3 +520,14 @@ def test_endpoints(url: str, target: str, tls: bool) -> None:
 def test_endpoints_refused(url: str) -> None:
     with pytest.raises(StreamError, match=r"stream\.dna_url"):
         DnaEndpoint.parse(url)
+
+
+async def test_a_live_block_without_matches_moves_the_cursor_to_the_head(
+    event_log: EventLog,
+) -> None:
+    """The filter asks for the header of every live block: on a quiet chain the stored
+    cursor follows the head (the lag stays true), storing no event."""
+    async with server([[block(3), data(block_bytes(4, block_hash(4)), 4, block_hash(4))]]) as dna:
+        await Harness(event_log, dna.url).run_until(2)
+    assert event_log.cursor() == Cursor(4, block_hash(4))
+    assert epochs(event_log) == [3]
