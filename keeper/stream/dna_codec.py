@@ -169,13 +169,9 @@ def _raw_events(events: Iterable[Any], number: int, block_hash: int) -> Iterable
     for event in events:
         tx_hash = felt_from_proto(event.transaction_hash)
         # event_index: the position in the block (unique within it, unlike the index in
-        # the transaction, which older servers leave at 0).
+        # the transaction, which older servers leave at 0). Positional: a hot path.
         meta = EventMeta(
-            block_number=number,
-            block_hash=block_hash,
-            tx_hash=tx_hash,
-            event_index=int(event.event_index),
-            from_address=felt_from_proto(event.from_address),
+            number, block_hash, tx_hash, event.event_index, felt_from_proto(event.from_address)
         )
         keys = tuple([(k.x0 << 192) | (k.x1 << 128) | (k.x2 << 64) | k.x3 for k in event.keys])
         data = tuple([(d.x0 << 192) | (d.x1 << 128) | (d.x2 << 64) | d.x3 for d in event.data])

@@ -332,8 +332,8 @@ class EventLog:
                 name = type(decode_event(kind, raw.keys, raw.data, meta)).__name__
             except DecodeError as exc:
                 reason = exc.reason
-        keys = list(raw.raw_keys) if raw.problem else [_hex(k) for k in raw.keys]
-        data = list(raw.raw_data) if raw.problem else [_hex(d) for d in raw.data]
+        keys = list(raw.raw_keys) if raw.problem else list(map(hex, raw.keys))
+        data = list(raw.raw_data) if raw.problem else list(map(hex, raw.data))
         common = (
             meta.block_number,
             _hex(meta.block_hash),
