@@ -97,3 +97,33 @@ async def test_the_keeper_runs_on_a_dna_stream_and_rolls_back_a_reorg(
     lines = keeper.log_lines()
     assert any(line.get("event") == "stream.invalidate" for line in lines)
     assert not any(TOKEN in str(line) for line in lines)
+
+
+async def test_a_refused_token_stops_the_keeper_with_78_and_one_line(
+    deployed: Deployed, keeper_dir: Path
+) -> None:
+    keeper_dir.mkdir(parents=True)
+    token_file = keeper_dir / "dna_token"
+    token_file.write_text("not-the-right-token-42")
+    async with DevnetDnaServer(deployed.devnet.url, token=TOKEN) as dna:
+        setup = KeeperSetup(
+            deployed,
+            keeper_dir,
+            extra_env={
+                "KEEPER_STREAM__SOURCE": "dna",
+                "KEEPER_STREAM__DNA_URL": dna.url,
+                "KEEPER_DNA_TOKEN_FILE": str(token_file),
+            },
+        )
+        keeper = setup.start()
+
+        async def exited() -> bool:
+            return keeper.process.poll() is not None
+
+        await wait_until("the keeper to exit", exited)
+    assert keeper.process.returncode == 78
+    [fatal] = keeper.events("keeper.fatal")
+    assert fatal["code"] == "stream_unauthorized"
+    assert "UNAUTHENTICATED" in fatal["error"] and "KEEPER_DNA_TOKEN_FILE" in fatal["error"]
+    assert "not-the-right-token-42" not in keeper.log.tail(100_000)
+    assert dna.servicer.requests == []  # refused before any request was accepted
