@@ -205,6 +205,7 @@ class DnaSource:
         self._filter = build_filter(addresses)
         self._finality = finality
         self._heartbeat_s = heartbeat_interval_s
+        # A finality or heartbeat the server would refuse fails here, not at each connect.
         build_request(None, finality=finality, filter_bytes=b"", heartbeat_s=heartbeat_interval_s)
         self._start_block = start_block
         self._stall_deadline_s = stall_deadline_s
@@ -306,6 +307,8 @@ class DnaSource:
         block (or before start_block), everything above it rolled back and re-ingested."""
         stored = self._log.cursor()
         finalized = self._log.finalized()
+        # Without a finalized block: back to where a fresh store starts (block 0 itself
+        # when start_block is 0: a cursor cannot point before genesis).
         target = finalized or Cursor(max(self._start_block - 1, 0))
         if stored is not None and stored.block_number <= target.block_number:
             raise ReorgTooDeepError(
