@@ -332,8 +332,10 @@ class EventLog:
                 name = type(decode_event(kind, raw.keys, raw.data, meta)).__name__
             except DecodeError as exc:
                 reason = exc.reason
-        keys = list(raw.raw_keys) if raw.problem else list(map(hex, raw.keys))
-        data = list(raw.raw_data) if raw.problem else list(map(hex, raw.data))
+        if raw.problem:  # the source's text, whatever it holds
+            keys, data = json.dumps(list(raw.raw_keys)), json.dumps(list(raw.raw_data))
+        else:
+            keys, data = _hex_json(raw.keys), _hex_json(raw.data)
         common = (
             meta.block_number,
             _hex(meta.block_hash),
@@ -349,12 +351,12 @@ class EventLog:
                 reason=reason,
             )
             quarantine_rows.append(
-                (*common, _hex(meta.from_address), json.dumps(keys), json.dumps(data), reason, now)
+                (*common, _hex(meta.from_address), keys, data, reason, now)
             )
             return
         assert kind is not None
         stored_rows.append(
-            (*common, kind, _hex(meta.from_address), name, json.dumps(keys), json.dumps(data), now)
+            (*common, kind, _hex(meta.from_address), name, keys, data, now)
         )
 
     # -- rollback -----------------------------------------------------------------------
@@ -461,6 +463,14 @@ class EventLog:
             last_event=last_event,
             finalized=self.finalized(),
         )
+
+
+def _hex_json(values: Sequence[int]) -> str:
+    """The JSON array of the values' 0x-hex text (what json.dumps gives; hex digits need no
+    escaping, and this is the ingest's hot path)."""
+    if not values:
+        return "[]"
+    return '["' + '", "'.join(map(hex, values)) + '"]'
 
 
 def _insert_new(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from keeper.store.db import Store, open_store
 from keeper.stream.errors import ReorgTooDeepError, StreamError
-from keeper.stream.eventlog import Cursor, EventGoneError, EventLog
+from keeper.stream.eventlog import Cursor, EventGoneError, EventLog, _hex_json
 from keeper.stream.events import RebalanceRequested
 from tests.stream.payloads import (
     ADDRESSES,
@@ -301,3 +302,8 @@ def test_rollback_to_a_cursor_the_source_names_and_the_position_follows(
     assert event_log.position.cursor == Cursor(3, 0xF3)
     with pytest.raises(StreamError, match="rollback to block 2 with a cursor at"):
         event_log.rollback_after(2, to=Cursor(1))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**256 - 1), max_size=20))
+def test_stored_keys_and_data_are_the_json_of_their_hex_text(values: list[int]) -> None:
+    assert _hex_json(values) == json.dumps([hex(v) for v in values])
