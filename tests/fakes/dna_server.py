@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,9 @@ class End:
 
 
 Step = Send | Fail | Drop | Stall | End
+# A connection's script, or a function of its request giving one (e.g. a replay of the
+# blocks after the request's starting cursor).
+Script = list[Step] | Callable[[Any], list[Step]]
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def out_of_range(number: int, head: int) -> Fail:
 
 @dataclass
 class _Servicer(stream_pb2_grpc.DnaStreamServicer):  # type: ignore[misc]
-    scripts: list[list[Step]]
+    scripts: list[Script]
     token: str | None = None
     head: Cursor | None = None
     finalized: Cursor | None = None
@@ -173,7 +176,7 @@ class _Servicer(stream_pb2_grpc.DnaStreamServicer):  # type: ignore[misc]
         n = self.connections
         script = self.scripts[n] if n < len(self.scripts) else [Stall()]
         self.connections += 1
-        for step in script:
+        for step in script(request) if callable(script) else script:
             if isinstance(step, Send):
                 yield step.response
             elif isinstance(step, Fail):
@@ -203,7 +206,7 @@ class _Servicer(stream_pb2_grpc.DnaStreamServicer):  # type: ignore[misc]
 class FakeDnaServer:
     def __init__(
         self,
-        scripts: list[list[Step]],
+        scripts: list[Script],
         *,
         token: str | None = None,
         head: Cursor | None = None,
