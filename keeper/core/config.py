@@ -52,9 +52,12 @@ SECRET_NAMES: dict[str, str] = {
     "account_private_key": "the keeper account's private key (hex), when no keystore is used",
     "keystore_password": "the password of the keeper account's encrypted keystore",
     "atlantic_api_key": "the Herodotus Atlantic API key",
+    "dna_token": "the Apibara DNA v2 stream's bearer token (stream.source = \"dna\")",
 }
 # Any TOML key that looks like one of these is refused (typos included).
-_SECRET_KEY_MARKERS = ("private_key", "password", "api_key", "apikey", "secret", "mnemonic")
+_SECRET_KEY_MARKERS = (
+    "private_key", "password", "api_key", "apikey", "secret", "mnemonic", "token"
+)
 
 
 # The environment load_config was handed (tests pass their own; the daemon passes os.environ).
@@ -135,8 +138,32 @@ def _ws_url(value: str) -> str:
     return value
 
 
+def _dna_url(value: str) -> str:
+    """scheme://host[:port]: https (TLS) for a hosted stream, http for a local one."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be https://host[:port] (TLS) or http://host[:port] (plaintext)")
+    if parts.username or parts.password or parts.query or parts.path not in ("", "/"):
+        raise ValueError(
+            "must be scheme://host[:port] only: no path, query or credentials "
+            "(the token is the dna_token secret)"
+        )
+    return value
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 class StreamConfig(_Section):
-    source: Literal["rpc", "apibara"] = "rpc"
+    source: Literal["rpc", "apibara", "dna"] = Field(
+        default="rpc",
+        description="rpc: poll the node; dna: an Apibara DNA v2 stream (hosted streams); "
+        "apibara: a self-hosted DNA v1alpha2 server (legacy)",
+    )
     start_block: int = Field(default=0, ge=0)
     chunk_size: int = Field(default=256, ge=1, le=1024)
     poll_interval_s: float = Field(default=2.0, gt=0, le=300)
@@ -147,6 +174,24 @@ class StreamConfig(_Section):
     apibara_url: Annotated[str, AfterValidator(_grpc_target)] = "localhost:7171"
     apibara_finality: Literal["pending", "accepted", "finalized"] = "accepted"
     apibara_batch_size: int = Field(default=10, ge=1, le=1000)
+    dna_url: Annotated[str, AfterValidator(_dna_url)] | None = Field(
+        default=None,
+        description="the DNA v2 stream (source dna), e.g. https://mainnet.starkstream.io",
+    )
+    dna_finality: Literal["accepted", "finalized"] = "accepted"
+    dna_heartbeat_interval_s: int = Field(default=30, ge=10, le=60)
+
+    @model_validator(mode="after")
+    def _dna_needs_url(self) -> StreamConfig:
+        if self.source == "dna":
+            if self.dna_url is None:
+                raise ValueError("stream.source = \"dna\" needs stream.dna_url")
+            if self.stall_deadline_s <= self.dna_heartbeat_interval_s:
+                raise ValueError(
+                    "stall_deadline_s must be longer than dna_heartbeat_interval_s "
+                    "(a stream that only sends heartbeats is alive)"
+                )
+        return self
     ws_url: Annotated[str, AfterValidator(_ws_url)] | None = Field(
         default=None,
         description="the node's WebSocket endpoint (rpc source): new-head notifications "
@@ -276,6 +321,7 @@ class Secrets(BaseModel):
     account_private_key: SecretStr | None = None
     keystore_password: SecretStr | None = None
     atlantic_api_key: SecretStr | None = None
+    dna_token: SecretStr | None = None
 
     def values(self) -> list[str]:
         out = []
@@ -319,6 +365,18 @@ class KeeperConfig(_EnvThenInit):
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+
+    @model_validator(mode="after")
+    def _token_only_over_tls(self) -> KeeperConfig:
+        url = self.stream.dna_url
+        if self.stream.source == "dna" and url and self.secrets.dna_token is not None:
+            parts = urlsplit(url)
+            if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+                raise ValueError(
+                    "stream.dna_url is plain http to another host: the dna_token would "
+                    "cross the network in clear; use https://"
+                )
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The effective config for display; secrets shown only as set/unset."""

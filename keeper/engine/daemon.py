@@ -766,6 +766,7 @@ async def run_keeper(
     loop.add_signal_handler(signal.SIGHUP, keeper.reload)
 
     source = build_source(cfg, keeper.event_log, keeper.stream_progress)
+    keeper.health.stream = keeper.event_log.position  # /healthz and /metrics show it
     tasks = {
         asyncio.create_task(source.run(), name="stream"),
         asyncio.create_task(keeper.pipeline(), name="pipeline"),

@@ -40,6 +40,7 @@ from keeper.core.config import HealthConfig
 from keeper.core.errors import ConfigError
 from keeper.core.logs import get_logger
 from keeper.ops.metrics import KeeperMetrics
+from keeper.stream.eventlog import Cursor, StreamPosition
 
 HealthStatus = Literal["ok", "degraded", "failing"]
 
@@ -78,6 +79,9 @@ class HealthState:
     funds_waiting: str | None = None
     # The last balance reading (keeper.engine.funds.FundsStatus.as_json), for the body.
     funds: dict[str, Any] | None = None
+    # Where the stream stands (source; stored, finalized and head cursors), kept current
+    # by the event log and the source; shown on /healthz and /metrics.
+    stream: StreamPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ def assess(
     if state.atlantic_out_of_credit:
         degraded.append(state.atlantic_out_of_credit)
     lag = state.stream_lag_blocks
+    if lag is None and state.stream is not None:
+        lag = state.stream.lag_blocks  # the stream's own head when the node's is unknown
     if lag is not None and lag > thresholds.lag_degraded_blocks:
         degraded.append(f"stream lags the chain head by {lag} blocks")
     down = sorted(name for name, up in state.provers.items() if not up)
@@ -134,6 +140,26 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def _cursor(cursor: Cursor | None) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    block_hash = None if cursor.block_hash is None else hex(cursor.block_hash)
+    return {"block_number": cursor.block_number, "block_hash": block_hash}
+
+
+def stream_report(position: StreamPosition | None) -> dict[str, Any] | None:
+    """The stream's part of /healthz (and of ``status --json``). Pure."""
+    if position is None:
+        return None
+    return {
+        "source": position.source,
+        "cursor": _cursor(position.cursor),
+        "finalized": _cursor(position.finalized),
+        "head": _cursor(position.head),
+        "lag_blocks": position.lag_blocks,
+    }
+
+
 def health_report(state: HealthState, thresholds: HealthThresholds, now: float) -> dict[str, Any]:
     """The ``/healthz`` JSON body. Pure."""
     status, reasons = assess(state, thresholds, now)
@@ -141,6 +167,7 @@ def health_report(state: HealthState, thresholds: HealthThresholds, now: float) 
         "status": status,
         "reasons": reasons,
         "stream_lag_blocks": state.stream_lag_blocks,
+        "stream": stream_report(state.stream),
         "last_stream_progress_at": _iso(state.last_stream_progress_at),
         "last_event_at": _iso(state.last_event_at),
         "last_successful_job_at": _iso(state.last_successful_job_at),
@@ -299,6 +326,8 @@ class HealthServer:
         )
 
     async def _exposition(self, request: web.Request) -> web.Response:
+        if self.state.stream is not None:
+            self._metrics.stream_position(self.state.stream)
         # CONTENT_TYPE_LATEST carries parameters (version, charset): set as a raw header.
         return web.Response(
             body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}

@@ -13,6 +13,10 @@ Series (names are part of the operator contract, see docs/operations.md):
 - ``keeper_fees_total{purpose,unit}``              fees and charges paid (fri, usd…)
 - ``keeper_prover_fallbacks_total{from,to}``       proofs handed to the next prover
 - ``keeper_stream_lag_blocks``                     chain head minus the stream cursor
+- ``keeper_stream_cursor_block``                   the stream's stored cursor (last block)
+- ``keeper_stream_head_block``                     the stream server's head (DNA), if known
+- ``keeper_stream_finalized_block``                the last block the stream said is final
+- ``keeper_stream_source_info{source}``            always 1; the configured stream source
 - ``keeper_last_successful_job_timestamp_seconds`` Unix time of the last completed job
 - ``keeper_prover_available{prover}``              1 when the prover can take work
 - ``keeper_build_info{version}``                   always 1; the running version
@@ -37,6 +41,8 @@ from collections.abc import Mapping
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from keeper.stream.eventlog import StreamPosition
 
 # Local Stone takes seconds to minutes, Atlantic up to its deadline (an hour by default).
 PROOF_SECONDS_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, math.inf)
@@ -91,6 +97,24 @@ class KeeperMetrics:
         )
         self._lag = Gauge(
             "keeper_stream_lag_blocks", "Chain head minus the stream cursor.", registry=reg
+        )
+        self._stream_cursor = Gauge(
+            "keeper_stream_cursor_block",
+            "Block of the stream's stored cursor (everything up to it is ingested).",
+            registry=reg,
+        )
+        self._stream_head = Gauge(
+            "keeper_stream_head_block",
+            "The stream server's head block, as it last said (DNA stream; absent otherwise).",
+            registry=reg,
+        )
+        self._stream_finalized = Gauge(
+            "keeper_stream_finalized_block",
+            "The last block the stream reported finalized (no rollback below it).",
+            registry=reg,
+        )
+        self._stream_source = Gauge(
+            "keeper_stream_source_info", "The stream source (always 1).", ["source"], registry=reg
         )
         self._last_success = Gauge(
             "keeper_last_successful_job_timestamp_seconds",
@@ -209,6 +233,17 @@ class KeeperMetrics:
 
     def stream_lag(self, blocks: int) -> None:
         self._lag.set(max(blocks, 0))
+
+    def stream_position(self, position: StreamPosition) -> None:
+        """Set the stream gauges from where the stream stands (NaN while not known)."""
+        self._stream_source.clear()
+        self._stream_source.labels(source=position.source).set(1)
+        for gauge, cursor in (
+            (self._stream_cursor, position.cursor),
+            (self._stream_head, position.head),
+            (self._stream_finalized, position.finalized),
+        ):
+            gauge.set(math.nan if cursor is None else cursor.block_number)
 
     def job_succeeded(self, ts: float) -> None:
         """``ts``: Unix time (seconds) the job completed."""

@@ -3,8 +3,10 @@
 - ``events``: typed, immutable events and the pure ``decode_event``.
 - ``eventlog.EventLog``: the one ingest path (decode + persist + cursor in one transaction)
   and the consumer API (``next_unprocessed``, ``mark_processed``, rollback hooks).
-- ``rpc_source.RpcSource`` / ``apibara_source.ApibaraSource``: the two ways to follow the
-  chain; each has ``async run()``.
+- ``rpc_source.RpcSource`` / ``dna_source.DnaSource`` / ``apibara_source.ApibaraSource``:
+  the ways to follow the chain (node RPC polling; an Apibara DNA v2 stream, with
+  ``dna_codec`` and the generated ``dna_proto`` modules; DNA v1alpha2, legacy); each has
+  ``async run()``.
 
 ``open_event_log(store, config, …)`` opens the log; ``build_source(config, log)`` picks the
 configured source (the RPC one with ``stream.ws_url`` for new-head notifications).
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from keeper.core.config import KeeperConfig
 from keeper.store.db import Store
 from keeper.stream.apibara_source import ApibaraSource
+from keeper.stream.dna_source import DnaSource
 from keeper.stream.errors import (
     EX_TEMPFAIL,
     DecodeError,
@@ -31,6 +34,7 @@ from keeper.stream.eventlog import (
     QuarantineHook,
     RollbackHook,
     StoredEvent,
+    StreamPosition,
     StreamStatus,
 )
 from keeper.stream.events import ContractKind, Event, EventMeta, decode_event
@@ -42,6 +46,7 @@ __all__ = [
     "ContractKind",
     "Cursor",
     "DecodeError",
+    "DnaSource",
     "Event",
     "EventGoneError",
     "EventLog",
@@ -52,6 +57,7 @@ __all__ = [
     "RpcSource",
     "StoredEvent",
     "StreamError",
+    "StreamPosition",
     "StreamStalledError",
     "StreamStatus",
     "build_source",
@@ -87,11 +93,25 @@ def open_event_log(
 
 def build_source(
     config: KeeperConfig, log: EventLog, on_progress: Callable[[str], None] | None = None
-) -> RpcSource | ApibaraSource:
+) -> RpcSource | ApibaraSource | DnaSource:
     """The configured source, reading from and writing to ``log``; ``on_progress`` is
     called whenever it hears from the chain (liveness for /healthz)."""
     stream = config.stream
     addresses = contract_addresses(config)
+    if stream.source == "dna":
+        assert stream.dna_url is not None  # StreamConfig requires it for this source
+        token = config.secrets.dna_token
+        return DnaSource(
+            log,
+            url=stream.dna_url,
+            addresses=addresses,
+            token=None if token is None else token.get_secret_value(),
+            finality=stream.dna_finality,
+            heartbeat_interval_s=stream.dna_heartbeat_interval_s,
+            start_block=stream.start_block,
+            stall_deadline_s=stream.stall_deadline_s,
+            on_progress=on_progress,
+        )
     if stream.source == "apibara":
         return ApibaraSource(
             log,

@@ -1,6 +1,7 @@
-"""Apibara DNA v1alpha2 source: the package's StreamService protobufs over grpc.aio, with the
-keeper's own cursor (FACTS §6: apibara's IndexerRunner needs MongoDB and sends invalidate
-and heartbeat messages down the data path, so it is not used).
+"""Apibara DNA v1alpha2 source (legacy: for a self-hosted apibara-starknet v1 server; the
+hosted streams speak DNA v2, see ``dna_source``): the package's StreamService protobufs
+over grpc.aio, with the keeper's own cursor (FACTS §6: apibara's IndexerRunner needs
+MongoDB and sends invalidate and heartbeat messages down the data path, so it is not used).
 
 - One request per connection: filter on both contracts and the event selectors we decode,
   ``finality`` from config, ``starting_cursor`` = the stored cursor (the stream resumes

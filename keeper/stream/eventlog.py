@@ -24,7 +24,9 @@ between read and commit): the consumer's transaction then rolls back too.
 
 Rollback (Apibara invalidate, or a reorg the RPC source detects): ``rollback_after(n)``
 deletes every event, quarantined event and block hash above block ``n`` and moves the
-cursor back to ``n``, in one transaction. Each rollback hook ``fn(db, n)`` runs inside
+cursor back to ``n``, in one transaction. A source that hears of finality (DNA v2's
+``Finalize``) records it with ``record_finalized``: no rollback below that block is
+accepted afterwards (``ReorgTooDeepError``). Each rollback hook ``fn(db, n)`` runs inside
 that transaction *before* the deletion, so it can still join its own rows against the
 doomed events (``stream_events.block_number > n``) — e.g. jobs triggered by them that
 have not reached the chain are marked rolled back. A hook that raises aborts the rollback.
@@ -43,7 +45,7 @@ import sqlite_utils
 
 from keeper.core.logs import get_logger
 from keeper.store.db import Store
-from keeper.stream.errors import DecodeError, StreamError
+from keeper.stream.errors import DecodeError, ReorgTooDeepError, StreamError
 from keeper.stream.events import (
     CONTRACT_KINDS,
     ContractKind,
@@ -57,6 +59,8 @@ RollbackHook = Callable[[sqlite_utils.Database, int], None]
 # keeper_events_quarantined_total; the stream knows nothing of metrics).
 QuarantineHook = Callable[[int], None]
 KEPT_BLOCK_HASHES = 1024  # newest block hashes kept for reorg detection
+# The finalized cursor lives in the store's meta table (one value, no table of its own).
+FINALIZED_META_KEY = "stream_finalized"
 
 _log = get_logger("keeper.stream")
 
@@ -95,6 +99,24 @@ class Cursor:
     block_hash: int | None = None
 
 
+@dataclass(slots=True)
+class StreamPosition:
+    """Where the stream stands, for /healthz, /metrics and status: kept current by the
+    ``EventLog`` (cursor, finalized) and by the source (``head``: the newest block its
+    server or node knows, None until it said)."""
+
+    source: str
+    cursor: Cursor | None = None
+    finalized: Cursor | None = None
+    head: Cursor | None = None
+
+    @property
+    def lag_blocks(self) -> int | None:
+        if self.head is None or self.cursor is None:
+            return None
+        return max(0, self.head.block_number - self.cursor.block_number)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: int  # position in chain order
@@ -116,6 +138,7 @@ class StreamStatus:
     unprocessed: int
     quarantined: int
     last_event: dict[str, Any] | None = field(default=None)
+    finalized: Cursor | None = None
 
 
 def _now() -> str:
@@ -147,6 +170,7 @@ class EventLog:
         self._addresses = dict(addresses or {})
         self._hooks: list[RollbackHook] = [] if on_rollback is None else [on_rollback]
         self._on_quarantine = on_quarantine
+        self.position = StreamPosition(source, cursor=self.cursor(), finalized=self.finalized())
 
     @property
     def store(self) -> Store:
@@ -164,6 +188,42 @@ class EventLog:
             return None
         return Cursor(int(row[0]), None if row[1] is None else int(row[1], 16))
 
+    def finalized(self) -> Cursor | None:
+        """The last block the source said can no longer be rolled back, if any."""
+        row = self._store.db.execute(
+            "SELECT value FROM meta WHERE key = ?", (FINALIZED_META_KEY,)
+        ).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        block_hash = value.get("block_hash")
+        number = int(value["block_number"])
+        return Cursor(number, None if block_hash is None else int(block_hash, 16))
+
+    def record_finalized(self, cursor: Cursor) -> bool:
+        """Record that nothing up to ``cursor`` can be rolled back; a cursor below the one
+        recorded is ignored (finality only moves forward). True when it moved."""
+        with self._store.transaction() as db:
+            moved = self._set_finalized(db, cursor)
+        if moved:
+            self.position.finalized = cursor
+        return moved
+
+    def _set_finalized(self, db: sqlite_utils.Database, cursor: Cursor) -> bool:
+        current = self.finalized()
+        if current is not None and cursor.block_number <= current.block_number:
+            return False
+        value = {
+            "block_number": cursor.block_number,
+            "block_hash": None if cursor.block_hash is None else _hex(cursor.block_hash),
+        }
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (FINALIZED_META_KEY, json.dumps(value)),
+        )
+        return True
+
     def _set_cursor(self, db: sqlite_utils.Database, cursor: Cursor) -> None:
         db.execute(
             "INSERT INTO stream_cursor (id, source, block_number, block_hash, updated_at) "
@@ -179,8 +239,11 @@ class EventLog:
         )
 
     # -- ingest -------------------------------------------------------------------------
-    def ingest(self, blocks: Sequence[Block], end: Cursor) -> IngestResult:
-        """Store ``blocks`` (ascending) and move the cursor to ``end``, atomically."""
+    def ingest(
+        self, blocks: Sequence[Block], end: Cursor, *, finalized: Cursor | None = None
+    ) -> IngestResult:
+        """Store ``blocks`` (ascending) and move the cursor to ``end``, atomically; with
+        ``finalized``, record it too (see ``record_finalized``) in the same transaction."""
         now = _now()
         stored_rows: list[tuple[Any, ...]] = []
         quarantine_rows: list[tuple[Any, ...]] = []
@@ -243,6 +306,10 @@ class EventLog:
                 )
             if current is None or end != current:
                 self._set_cursor(db, end)
+            moved = finalized is not None and self._set_finalized(db, finalized)
+        self.position.cursor = end
+        if moved:
+            self.position.finalized = finalized
         if quarantined and self._on_quarantine is not None:  # committed: count them now
             self._on_quarantine(quarantined)
         return IngestResult(stored=stored, quarantined=quarantined, skipped=skipped)
@@ -265,8 +332,10 @@ class EventLog:
                 name = type(decode_event(kind, raw.keys, raw.data, meta)).__name__
             except DecodeError as exc:
                 reason = exc.reason
-        keys = list(raw.raw_keys) if raw.problem else [_hex(k) for k in raw.keys]
-        data = list(raw.raw_data) if raw.problem else [_hex(d) for d in raw.data]
+        if raw.problem:  # the source's text, whatever it holds
+            keys, data = json.dumps(list(raw.raw_keys)), json.dumps(list(raw.raw_data))
+        else:
+            keys, data = _hex_json(raw.keys), _hex_json(raw.data)
         common = (
             meta.block_number,
             _hex(meta.block_hash),
@@ -282,17 +351,29 @@ class EventLog:
                 reason=reason,
             )
             quarantine_rows.append(
-                (*common, _hex(meta.from_address), json.dumps(keys), json.dumps(data), reason, now)
+                (*common, _hex(meta.from_address), keys, data, reason, now)
             )
             return
         assert kind is not None
         stored_rows.append(
-            (*common, kind, _hex(meta.from_address), name, json.dumps(keys), json.dumps(data), now)
+            (*common, kind, _hex(meta.from_address), name, keys, data, now)
         )
 
     # -- rollback -----------------------------------------------------------------------
-    def rollback_after(self, block_number: int) -> int:
-        """Forget everything above ``block_number``; return how many events were removed."""
+    def rollback_after(self, block_number: int, to: Cursor | None = None) -> int:
+        """Forget everything above ``block_number``; return how many events were removed.
+        ``to``: the cursor to move back to when the source knows its hash (else the stored
+        hash of that block, if any)."""
+        finalized = self.finalized()
+        if finalized is not None and block_number < finalized.block_number:
+            raise ReorgTooDeepError(
+                f"the source asked to roll back to block {block_number}, below block "
+                f"{finalized.block_number} which it reported finalized; refusing (finalized "
+                "blocks cannot be rolled back): check the stream server, or re-sync a fresh "
+                "store from stream.start_block"
+            )
+        if to is not None and to.block_number != block_number:
+            raise StreamError(f"rollback to block {block_number} with a cursor at {to}")
         with self._store.transaction() as db:
             for hook in self._hooks:
                 hook(db, block_number)
@@ -307,9 +388,10 @@ class EventLog:
             ).fetchone()
             current = self.cursor()
             if current is None or current.block_number > block_number:
-                self._set_cursor(
-                    db, Cursor(block_number, None if row is None else int(row[0], 16))
-                )
+                if to is None:
+                    to = Cursor(block_number, None if row is None else int(row[0], 16))
+                self._set_cursor(db, to)
+        self.position.cursor = self.cursor()
         _log.warning("stream.rolled_back", after_block=block_number, events_removed=removed)
         return int(removed)
 
@@ -379,7 +461,16 @@ class EventLog:
             unprocessed=int(unprocessed or 0),
             quarantined=int(quarantined),
             last_event=last_event,
+            finalized=self.finalized(),
         )
+
+
+def _hex_json(values: Sequence[int]) -> str:
+    """The JSON array of the values' 0x-hex text (what json.dumps gives; hex digits need no
+    escaping, and this is the ingest's hot path)."""
+    if not values:
+        return "[]"
+    return '["' + '", "'.join(map(hex, values)) + '"]'
 
 
 def _insert_new(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:

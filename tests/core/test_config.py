@@ -112,7 +112,7 @@ def test_missing_field_exits_78_naming_it(
 @pytest.mark.parametrize(
     ("old", "new", "field", "allowed"),
     [
-        ('source = "rpc"', 'source = "kafka"', "stream.source", "'rpc' or 'apibara'"),
+        ('source = "rpc"', 'source = "kafka"', "stream.source", "'rpc', 'apibara' or 'dna'"),
         ("chunk_size = 256", 'chunk_size = "many"', "stream.chunk_size", "valid integer"),
         (
             "fee_multiplier = 1.5",

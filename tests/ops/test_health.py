@@ -16,6 +16,7 @@ from keeper.core.config import HealthConfig
 from keeper.core.errors import ConfigError
 from keeper.ops.health import HealthServer, HealthState, HealthThresholds, assess, health_report
 from keeper.ops.metrics import KeeperMetrics
+from keeper.stream.eventlog import Cursor, StreamPosition
 
 NOW = 1_700_000_000.0
 THRESHOLDS = HealthThresholds(stall_deadline_s=300.0, lag_degraded_blocks=10)
@@ -111,6 +112,7 @@ def test_report_body() -> None:
         "status": "ok",
         "reasons": [],
         "stream_lag_blocks": 1,
+        "stream": None,
         "last_stream_progress_at": "2023-11-14T22:13:15+00:00",
         "last_event_at": "2023-11-14T22:03:20+00:00",
         "last_successful_job_at": "2023-11-14T21:43:20+00:00",
@@ -128,6 +130,29 @@ def test_report_before_anything_happened() -> None:
     assert body["last_successful_job_at"] is None
     assert body["stream_lag_blocks"] is None
     assert body["provers"] == {}
+
+
+def test_report_shows_where_the_stream_stands() -> None:
+    state = healthy_state()
+    state.stream = StreamPosition(
+        "dna", cursor=Cursor(95, 0xB95), finalized=Cursor(80, 0xB80), head=Cursor(100, 0xB100)
+    )
+    assert health_report(state, THRESHOLDS, NOW)["stream"] == {
+        "source": "dna",
+        "cursor": {"block_number": 95, "block_hash": "0xb95"},
+        "finalized": {"block_number": 80, "block_hash": "0xb80"},
+        "head": {"block_number": 100, "block_hash": "0xb100"},
+        "lag_blocks": 5,
+    }
+
+
+def test_the_streams_own_lag_degrades_when_the_nodes_is_unknown() -> None:
+    state = healthy_state()
+    state.stream_lag_blocks = None
+    state.stream = StreamPosition("dna", cursor=Cursor(50), head=Cursor(80))
+    assert assess(state, THRESHOLDS, NOW) == (
+        "degraded", ["stream lags the chain head by 30 blocks"]
+    )
 
 
 # --- the server --------------------------------------------------------------------------
@@ -181,7 +206,9 @@ async def test_metrics_exposes_every_series() -> None:
     metrics.fallback("stone", "atlantic")
     metrics.prover_available("stone", True)
     metrics.cost_per_allocation("stone", 285 * 10**15, 280 * 10**15)  # labelled: once costed
-    async with server(healthy_state(), metrics) as s, client(s.port) as http:
+    state = healthy_state()
+    state.stream = StreamPosition("rpc", cursor=Cursor(7))
+    async with server(state, metrics) as s, client(s.port) as http:
         response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"] == CONTENT_TYPE_LATEST
@@ -189,6 +216,21 @@ async def test_metrics_exposes_every_series() -> None:
     for name in SERIES:
         assert f"\n{name}" in response.text or response.text.startswith(name), name
     assert 'keeper_events_total{kind="RebalanceExecuted"} 1.0' in response.text
+
+
+async def test_metrics_show_the_streams_position_at_scrape_time() -> None:
+    state = healthy_state()
+    state.stream = StreamPosition("dna", cursor=Cursor(95), finalized=Cursor(80))
+    async with server(state, KeeperMetrics()) as s, client(s.port) as http:
+        first = (await http.get("/metrics")).text
+        state.stream.cursor, state.stream.head = Cursor(96), Cursor(99)
+        second = (await http.get("/metrics")).text
+    assert "keeper_stream_cursor_block 95.0" in first
+    assert "keeper_stream_head_block NaN" in first  # not known yet
+    assert 'keeper_stream_source_info{source="dna"} 1.0' in first
+    assert "keeper_stream_cursor_block 96.0" in second
+    assert "keeper_stream_head_block 99.0" in second
+    assert "keeper_stream_finalized_block 80.0" in second
 
 
 @pytest.mark.parametrize("path", ["/admin", "/", "/healthz/", "/metrics.txt"])

@@ -12,7 +12,7 @@ from keeper.core.config import load_config
 from keeper.ops.metrics import KeeperMetrics
 from keeper.store.db import open_store
 from keeper.stream import open_event_log
-from keeper.stream.eventlog import Block, Cursor, RawEvent
+from keeper.stream.eventlog import Block, Cursor, RawEvent, StreamPosition
 from keeper.stream.events import SELECTORS, EventMeta
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "keeper.example.toml"
@@ -25,6 +25,10 @@ SERIES = [
     "keeper_fees_total",
     "keeper_prover_fallbacks_total",
     "keeper_stream_lag_blocks",
+    "keeper_stream_cursor_block",
+    "keeper_stream_head_block",
+    "keeper_stream_finalized_block",
+    "keeper_stream_source_info",
     "keeper_last_successful_job_timestamp_seconds",
     "keeper_prover_available",
     "keeper_build_info",
@@ -68,6 +72,7 @@ def exercised() -> KeeperMetrics:
     m.fee_paid("proof", 0.25, "usd")
     m.fallback("stone", "atlantic")
     m.stream_lag(3)
+    m.stream_position(StreamPosition("dna", cursor=Cursor(40), finalized=Cursor(30)))
     m.job_succeeded(1_700_000_000.0)
     m.prover_available("stone", True)
     m.prover_available("atlantic", False)

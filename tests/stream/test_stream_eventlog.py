@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keeper.store.db import Store, open_store
-from keeper.stream.errors import StreamError
-from keeper.stream.eventlog import Cursor, EventGoneError, EventLog
+from keeper.stream.errors import ReorgTooDeepError, StreamError
+from keeper.stream.eventlog import Cursor, EventGoneError, EventLog, _hex_json
 from keeper.stream.events import RebalanceRequested
 from tests.stream.payloads import (
     ADDRESSES,
@@ -266,3 +267,43 @@ def test_only_the_newest_block_hashes_are_kept(event_log: EventLog) -> None:
     kept = event_log.stored_block_hashes(10 * KEPT_BLOCK_HASHES)
     assert len(kept) == KEPT_BLOCK_HASHES
     assert kept[0] == (KEPT_BLOCK_HASHES + 60, block_hash(KEPT_BLOCK_HASHES + 60))
+
+
+# -- finality and position (the DNA v2 source's Finalize) -----------------------------------
+def test_finality_is_stored_moves_only_forward_and_survives_a_restart(
+    event_log: EventLog, store: Store
+) -> None:
+    assert event_log.finalized() is None
+    assert event_log.record_finalized(Cursor(5, 0x5))
+    assert not event_log.record_finalized(Cursor(4, 0x4))
+    assert not event_log.record_finalized(Cursor(5, 0x5))
+    again = EventLog(store, source="test", addresses=ADDRESSES)
+    assert again.finalized() == Cursor(5, 0x5)
+    assert again.position.finalized == Cursor(5, 0x5)
+    assert again.status().finalized == Cursor(5, 0x5)
+
+
+def test_no_rollback_below_the_finalized_block(event_log: EventLog) -> None:
+    event_log.ingest([block(n, rebalance(n, 0, 0, epoch=n)) for n in (3, 4, 5)], Cursor(5, 0x5))
+    event_log.record_finalized(Cursor(4))
+    with pytest.raises(ReorgTooDeepError, match="below block 4 which it reported finalized"):
+        event_log.rollback_after(3)
+    assert len(event_log.next_unprocessed()) == 3
+    assert event_log.rollback_after(4) == 1  # down to the finalized block itself is fine
+
+
+def test_rollback_to_a_cursor_the_source_names_and_the_position_follows(
+    event_log: EventLog,
+) -> None:
+    event_log.ingest([block(n, rebalance(n, 0, 0, epoch=n)) for n in (3, 4)], Cursor(4, 0x4))
+    assert event_log.position.cursor == Cursor(4, 0x4)
+    event_log.rollback_after(3, to=Cursor(3, 0xF3))
+    assert event_log.cursor() == Cursor(3, 0xF3)
+    assert event_log.position.cursor == Cursor(3, 0xF3)
+    with pytest.raises(StreamError, match="rollback to block 2 with a cursor at"):
+        event_log.rollback_after(2, to=Cursor(1))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**256 - 1), max_size=20))
+def test_stored_keys_and_data_are_the_json_of_their_hex_text(values: list[int]) -> None:
+    assert _hex_json(values) == json.dumps([hex(v) for v in values])
