@@ -54,10 +54,10 @@ SECRET_NAMES: dict[str, str] = {
     "atlantic_api_key": "the Herodotus Atlantic API key",
     "dna_token": "the Apibara DNA v2 stream's bearer token (stream.source = \"dna\")",
 }
-# Any TOML key that looks like one of these is refused (typos included).
-_SECRET_KEY_MARKERS = (
-    "private_key", "password", "api_key", "apikey", "secret", "mnemonic", "token"
-)
+# Any TOML key that looks like one of these is refused (typos included): containing a
+# marker, or ending with a suffix ("dna_token", not "fee_token_address").
+_SECRET_KEY_MARKERS = ("private_key", "password", "api_key", "apikey", "secret", "mnemonic")
+_SECRET_KEY_SUFFIXES = ("token",)
 
 
 # The environment load_config was handed (tests pass their own; the daemon passes os.environ).
@@ -388,13 +388,17 @@ class KeeperConfig(_EnvThenInit):
         return data
 
 
+def _looks_secret(key: str) -> bool:
+    return any(m in key for m in _SECRET_KEY_MARKERS) or key.endswith(_SECRET_KEY_SUFFIXES)
+
+
 def _find_inline_secrets(table: Mapping[str, Any], prefix: str = "") -> list[str]:
     found = []
     for key, value in table.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping):
             found += _find_inline_secrets(value, f"{path}.")
-        elif any(marker in key.lower().replace("-", "_") for marker in _SECRET_KEY_MARKERS):
+        elif _looks_secret(key.lower().replace("-", "_")):
             found.append(path)
     return found
 

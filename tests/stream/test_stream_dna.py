@@ -137,7 +137,7 @@ async def test_request_filter_finality_heartbeat_and_bearer_token(event_log: Eve
     assert (ROUTER, SELECTORS["RebalanceRequested"]) in pairs
     assert (RISK_ENGINE, SELECTORS["MetricsUpdated"]) in pairs
     assert (RISK_ENGINE, SELECTORS["RebalanceRequested"]) not in pairs
-    assert len(pairs) == 14  # 9 router events + 5 RiskEngine events
+    assert len(pairs) == 18  # 9 router events + 9 RiskEngine events (governance included)
     assert not any(f.include_receipt for f in flt.events)
     assert dna.metadata[0]["authorization"] == f"Bearer {TOKEN}"
 
