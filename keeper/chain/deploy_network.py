@@ -15,6 +15,7 @@ from keeper.chain.deploy_artifacts import (
     call_view,
     class_hash_at,
 )
+from keeper.chain.deploy_guard import GUARD, GuardPin, ensure_guard, require_guard_verifier
 from keeper.chain.deploy_params import (
     MAINNET,
     MAINNET_MIN_GOVERNANCE_DELAY_S,
@@ -45,7 +46,8 @@ from keeper.chain.reverts import decode_revert_reason, error_text
 from keeper.core.errors import ChainError, ConfigError, UsageError
 from keeper.core.logs import display_url
 
-# ---------------------------------------------------------------------------- real networks
+# What a real network deploy declares and deploys (the router's registry is the guard).
+NETWORK_ARTIFACTS = ("RiskEngine", "StrategyRouterV2", GUARD)
 
 
 def check_network_chain(network: str, chain: str) -> None:
@@ -61,9 +63,10 @@ def check_network_chain(network: str, chain: str) -> None:
 def choose_fact_registry(
     chain: str, *, explicit: int | None, from_params: str, url_network: bool, allow_other: bool
 ) -> int:
-    """The FactRegistry the router will trust: Integrity's of the chain, unless an
-    explicit one is given (a URL network must give one); a registry that is not
-    Integrity's known one on a known chain needs ``allow_other``."""
+    """Integrity's FactRegistry whose verifier the guard will drive: Integrity's of the
+    chain, unless an explicit one is given (a URL network must give one); a registry that
+    is not Integrity's known one on a known chain needs ``allow_other``. The router
+    trusts the guard, never this registry's labels (issue 18)."""
     known = known_fact_registry(chain)
     if explicit is None and from_params.startswith("0x"):
         explicit = int(from_params, 16)
@@ -185,7 +188,9 @@ async def _deploy_network(
         oracle=_as_address(params.oracle),
         keepers=tuple(_as_address(k) for k in params.keepers),
     )
+    direct_pin = _guard_pin_config(params)
     await _preflight(client, target.account, registry, params)
+    verifier = await require_guard_verifier(client, registry, direct_pin[0], direct_pin[1])
     record = _network_record(target, chain_id, params)
     account = Account(
         address=target.account, client=client, key_pair=target.key_pair, chain=chain_id
@@ -213,19 +218,48 @@ async def _deploy_network(
         salt=params.salt if params.salt is not None else 0,
     )
     ctx.step(f"chain {chain} at {display_url(target.rpc_url)}", "checked")
-    ctx.step(f"fact_registry {registry:#x}", "checked")
+    ctx.step(f"Integrity FactRegistry {registry:#x}: verifier {verifier:#x}", "checked")
     await settle_pending(ctx)
+    guard = await ensure_guard(
+        ctx,
+        artifacts[GUARD],
+        owner=target.account,
+        pin=GuardPin(verifier, direct_pin),
+        delay_s=params.router["governance_delay_s"],
+    )
     await converge(
         ctx,
         params,
         artifacts,
         roles=roles,
-        registry=registry,
+        registry=guard,
         program_hash=target.program_hash,
         child_program_hash=target.child_program_hash,
         oracle_sender=ctx.sender if roles.oracle == target.account else None,
     )
     return DeployResult(record, ctx.report, planned, ctx.addresses, set(ctx.would_deploy))
+
+
+def _guard_pin_config(params: DeployParams) -> tuple[str, str, str, str]:
+    """The guard records direct Stone proofs under the router's direct pin; the
+    bootloaded path (Atlantic's facts, registered in Integrity's registry under a label
+    anyone can forge) stays closed until it can be trusted."""
+    direct = params.pins.get("direct_verifier", ())
+    if len(direct) != 4:
+        raise UsageError(
+            "router.direct_verifier is unset: the IntegrityGuard (the router's fact registry) "
+            "records Stone proofs under that pin; set it (e.g. [\"small\", \"keccak_160_lsb\", "
+            "\"stone6\", \"strict\"])"
+        )
+    if params.pins.get("bootloaded_verifier", ()):
+        raise UsageError(
+            "router.bootloaded_verifier must be [] on a real network: Atlantic's facts are "
+            "registered in Integrity's public FactRegistry, whose configuration label anyone "
+            "can forge (issue 18), and the guard does not verify Atlantic's proofs. The "
+            "bootloaded path accepts nothing until it can be trusted"
+        )
+    a, b, c, d = direct
+    return (a, b, c, d)
 
 
 def _as_address(ref: int | str) -> int:
