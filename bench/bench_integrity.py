@@ -1,17 +1,20 @@
-"""What the real path costs on-chain: Integrity's verification of the allocation program's
-Stone proof, and one execution of the allocation it proves.
+"""What the real path costs on-chain: the verification of the allocation program's Stone
+proof by Integrity's CairoVerifier, through our IntegrityGuard (the keeper's path) and,
+for comparison, through Integrity's own FactRegistry (whose labels the router no longer
+trusts: issue 18).
 
 Starts a devnet with Integrity's real contracts (../shared/integrity/classes, or
-$INTEGRITY_CLASSES_DIR), then
+$INTEGRITY_CLASSES_DIR) and builds ours (scripts/build_contracts.sh), then verifies the
+reference proof of the allocation program
+(../shared/integrity/proofs/allocation_small_stone6_keccak_96bits.proof.json):
 
-- registers the reference proof of the allocation program
-  (../shared/integrity/proofs/allocation_small_stone6_keccak_96bits.proof.json) with the
-  keeper's own registrar (keeper.engine.registrar): the split transactions, each one's
-  calldata felts, L2 gas and fee from its receipt;
-- executes one allocation on a fresh deployment of the project's contracts (its fact
-  registered in the DevFactRegistry under the router's pin: the router's gate costs the
-  same whatever registry answers ``get_verification``), with the execute transaction's
-  L2 gas and fee.
+- ``through_guard``: with the keeper's own registrar (keeper.engine.registrar), the split
+  transactions sent to a fresh IntegrityGuard;
+- ``through_registry``: the same split transactions sent to a fresh Integrity
+  FactRegistry (``verify_proof_*_and_register_fact`` calldata);
+
+each transaction's calldata felts, L2 gas and fee from its receipt, the totals, and the
+guard's overhead (``guard_vs_registry``).
 
 Fees are at the devnet's gas prices (1e9 FRI per unit): the gas figures carry over to a
 real network, the fees scale with its prices. Prints one JSON object on stdout.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +37,7 @@ from starknet_py.net.full_node_client import FullNodeClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from keeper.devnet.deploy import make_call  # noqa: E402
 from keeper.devnet.integrity import DEVNET_ARGS, classes_dir  # noqa: E402
 from keeper.devnet.node import start_devnet  # noqa: E402
 from keeper.store.registrations import RegistrationLog  # noqa: E402
@@ -57,23 +62,8 @@ async def _receipt_gas(url: str, tx_hash: str) -> dict[str, Any]:
     }
 
 
-async def registration(chain: IntegrityChain, work: Path) -> dict[str, Any]:
-    store = work / "keeper.sqlite3"
-    registrar, jobs = build(
-        store, chain.client(KEEPER), max_felts=6000, receipt_timeout_s=120
-    )  # 38-query proof: the initial needs 5,010 felts; a devnet does not enforce 5,000
-    job = proved_job(jobs, ALLOCATION)
-    registry = await chain.fresh_registry(7)
-    done = await registrar.register(job, registry=registry, pin=PIN, min_security_bits=96)
-    rows = RegistrationLog(jobs._store).for_job(job.id)
-    txs = []
-    for row in rows:
-        assert row.tx_hash is not None
-        txs.append({"function": row.function, "calldata_felts": row.calldata_felts,
-                    **await _receipt_gas(chain.devnet.url, row.tx_hash)})
+def _totals(txs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "proof": ALLOCATION.name,
-        "verification_hash": hex(getattr(done, "verification_hash", 0)),
         "transactions": txs,
         "total_l2_gas": sum(t["l2_gas"] for t in txs),
         "total_fee_fri": sum(t["fee_fri"] for t in txs),
@@ -81,8 +71,43 @@ async def registration(chain: IntegrityChain, work: Path) -> dict[str, Any]:
     }
 
 
+async def through_guard(chain: IntegrityChain, work: Path) -> dict[str, Any]:
+    store = work / "keeper.sqlite3"
+    registrar, jobs = build(
+        store, chain.client(KEEPER), max_felts=6000, receipt_timeout_s=120
+    )  # 38-query proof: the initial needs 5,010 felts; a devnet does not enforce 5,000
+    job = proved_job(jobs, ALLOCATION)
+    guard = await chain.fresh_guard(7)
+    done = await registrar.register(job, registry=guard, pin=PIN, min_security_bits=96)
+    rows = RegistrationLog(jobs._store).for_job(job.id)
+    txs = []
+    for row in rows:
+        assert row.tx_hash is not None
+        txs.append({"function": row.function, "calldata_felts": row.calldata_felts,
+                    **await _receipt_gas(chain.devnet.url, row.tx_hash)})
+    return {"verification_hash": hex(getattr(done, "verification_hash", 0)), **_totals(txs)}
+
+
+async def through_registry(chain: IntegrityChain) -> dict[str, Any]:
+    from prover.integrity import new_job_id, parse_proof, split_calldata
+
+    registry = await chain.fresh_registry(8)
+    proof = parse_proof(json.loads(ALLOCATION.read_text()))
+    account = chain.account(KEEPER)
+    txs = []
+    for call in split_calldata(proof, new_job_id()):
+        sent = await account.execute_v3(
+            calls=[make_call(registry, call.function, call.calldata)], auto_estimate=True
+        )
+        await account.client.wait_for_tx(sent.transaction_hash, check_interval=0.05)
+        txs.append({"function": call.function, "calldata_felts": call.transaction_felts,
+                    **await _receipt_gas(chain.devnet.url, hex(sent.transaction_hash))})
+    return _totals(txs)
+
+
 async def measure(work: Path) -> dict[str, Any]:
     from keeper.devnet import deploy as devnet_deploy
+    from keeper.devnet.deploy import load_artifacts
     from keeper.devnet.integrity import deploy_integrity
 
     directory = classes_dir()
@@ -95,8 +120,20 @@ async def measure(work: Path) -> dict[str, Any]:
         deployment = await deploy_integrity(
             owner, directory, starknet_version=version, owner=devnet.accounts[0].address
         )
-        chain = IntegrityChain(devnet, chain_id, version, deployment)
-        return {"registration": await registration(chain, work)}
+        guard_class = load_artifacts(ROOT / "contracts" / "target", ["IntegrityGuard"])
+        chain = IntegrityChain(devnet, chain_id, version, deployment, guard_class["IntegrityGuard"])
+        guard = await through_guard(chain, work)
+        registry = await through_registry(chain)
+        overhead = guard["total_l2_gas"] - registry["total_l2_gas"]
+        return {
+            "proof": ALLOCATION.name,
+            "through_guard": guard,
+            "through_registry": registry,
+            "guard_vs_registry": {
+                "l2_gas": overhead,
+                "percent": round(100 * overhead / registry["total_l2_gas"], 3),
+            },
+        }
 
 
 def main() -> int:
@@ -108,6 +145,13 @@ def main() -> int:
         reason = "Integrity's classes or the allocation proof are absent (../shared/integrity)"
         print(json.dumps({"bench": "integrity", "skipped": reason}))
         return 0
+    build = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
+        capture_output=True, text=True, check=False,
+    )
+    if build.returncode != 0:
+        print(f"scripts/build_contracts.sh failed:\n{build.stderr[-3000:]}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="bench-integrity-") as tmp:
         result = asyncio.run(measure(Path(tmp)))
     print(json.dumps({"bench": "integrity", **result}))

@@ -1,4 +1,5 @@
-"""Integrity's real contracts on a devnet of their own, deployed once per session.
+"""Integrity's real contracts on a devnet of their own, deployed once per session, and our
+IntegrityGuard over their verifier (a fresh one per test: ``fresh_guard``).
 
 Needs the compiled classes of ../shared/integrity (or $INTEGRITY_CLASSES_DIR) and its
 real Stone proofs; without them every test here skips and says why.
@@ -52,6 +53,7 @@ class IntegrityChain:
     chain_id: int
     starknet_version: str
     deployment: IntegrityDeployment
+    guard_artifact: devnet_deploy.ContractArtifact
 
     def account(self, index: int) -> Any:
         return devnet_deploy.make_account(
@@ -88,6 +90,38 @@ class IntegrityChain:
         await devnet_deploy.invoke(owner, [call, register])
         return int(address)
 
+    async def fresh_guard(self, salt: int, pin: VerifierConfig = PIN, delay_s: int = 0) -> int:
+        """An IntegrityGuard of its own over the session's CairoVerifier, pinned to ``pin``
+        (owner: account 0): a registration through it starts from nothing."""
+        from starknet_py.net.udc_deployer.deployer import Deployer
+
+        from keeper.chain.deploy import GuardPin, guard_constructor_calldata
+
+        owner = self.account(OWNER)
+        artifact = self.guard_artifact
+        class_hash = devnet_deploy.sierra_class_hash(artifact)
+        if not await devnet_deploy.class_declared(owner.client, class_hash):
+            declare = await owner.sign_declare_v3(
+                compiled_contract=artifact.sierra,
+                compiled_class_hash=devnet_deploy.compiled_class_hash(
+                    artifact, self.starknet_version
+                ),
+                auto_estimate=True,
+            )
+            sent = await owner.client.declare(declare)
+            await owner.client.wait_for_tx(sent.transaction_hash, check_interval=0.05)
+        config = (pin.layout, pin.hasher, pin.stone_version, pin.memory_verification)
+        calldata = guard_constructor_calldata(
+            self.devnet.accounts[OWNER].address,
+            GuardPin(self.deployment.verifier, config),
+            delay_s,
+        )
+        call, address = Deployer().create_contract_deployment_raw(
+            class_hash, salt=salt, raw_calldata=calldata
+        )
+        await devnet_deploy.invoke(owner, [call])
+        return int(address)
+
     async def verifications(self, registry: int, fact: int) -> list[list[int]]:
         client = FullNodeClient(node_url=self.devnet.url)
         raw = await devnet_deploy.call_view(
@@ -98,7 +132,10 @@ class IntegrityChain:
 
 
 @pytest.fixture(scope="session")
-def integrity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrityChain]:
+def integrity(
+    tmp_path_factory: pytest.TempPathFactory,
+    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
+) -> Iterator[IntegrityChain]:
     if SKIP is not None:
         pytest.skip(SKIP)
     directory = classes_dir()
@@ -114,7 +151,9 @@ def integrity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrityCha
             deployment = await deploy_integrity(
                 owner, directory, starknet_version=version, owner=devnet.accounts[OWNER].address
             )
-            return IntegrityChain(devnet, chain_id, version, deployment)
+            return IntegrityChain(
+                devnet, chain_id, version, deployment, contract_artifacts["IntegrityGuard"]
+            )
 
         yield asyncio.run(deploy())
 
