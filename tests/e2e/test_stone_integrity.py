@@ -1,8 +1,9 @@
 """The real path, end to end, where a real Stone is installed (marker ``stone``): a keeper
-with the stone policy on a devnet whose router trusts Integrity's real FactRegistry runs
-three epochs. Each: the model traced on the on-chain inputs, proved by Stone, pre-checked
-by swiftness, verified and registered by Integrity's split transactions (the registrar),
-then executed by the router under the pinned verifier configuration.
+with the stone policy on a devnet whose router trusts our IntegrityGuard over Integrity's
+real CairoVerifier runs three epochs. Each: the model traced on the on-chain inputs,
+proved by Stone, pre-checked by swiftness, verified by Integrity's verifier through the
+guard's split transactions (the registrar), then executed by the router under the pinned
+verifier configuration.
 
 Skipped, with the reason, when Stone is not configured (``prover.stone.locate_stone``:
 KEEPER_PROVER__STONE_PROVER_PATH/…_VERIFIER_PATH or cpu_air_prover/cpu_air_verifier on
@@ -53,6 +54,8 @@ async def test_three_epochs_through_stone_and_integrity(
     stone_env: dict[str, str], deployed_with_integrity: Deployed, keeper_dir: Path
 ) -> None:
     deployed = deployed_with_integrity
+    gov = await deployed.view("StrategyRouterV2", "get_governance_params")
+    assert gov["fact_registry"] == deployed.deployment.address("IntegrityGuard")
     setup = KeeperSetup(deployed, keeper_dir, policy="stone_only", extra_env=stone_env)
     keeper = setup.start()
     try:
