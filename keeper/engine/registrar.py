@@ -68,7 +68,14 @@ _MAX_RESTARTS = 3
 # Fee-estimate reverts meaning "this Integrity job id cannot be used by us".
 _ID_TAKEN = ("job_id already exists",)
 # ... and meaning "the on-chain state moved past what we tried to send" (re-read it).
-_STATE_MOVED = ("Invalid state", "No state (constant) saved", "Job id not found")
+# (Through the guard, a final on a job the verifier no longer holds fails in the verifier's
+# own ``unwrap`` of the stored state.)
+_STATE_MOVED = (
+    "Invalid state",
+    "No state (constant) saved",
+    "Job id not found",
+    "Option::unwrap failed",
+)
 
 
 class RegistrationError(KeeperError):
