@@ -107,7 +107,6 @@ async def through_registry(chain: IntegrityChain) -> dict[str, Any]:
 
 async def measure(work: Path) -> dict[str, Any]:
     from keeper.devnet import deploy as devnet_deploy
-    from keeper.devnet.deploy import load_artifacts
     from keeper.devnet.integrity import deploy_integrity
 
     directory = classes_dir()
@@ -120,8 +119,7 @@ async def measure(work: Path) -> dict[str, Any]:
         deployment = await deploy_integrity(
             owner, directory, starknet_version=version, owner=devnet.accounts[0].address
         )
-        guard_class = load_artifacts(ROOT / "contracts" / "target", ["IntegrityGuard"])
-        chain = IntegrityChain(devnet, chain_id, version, deployment, guard_class["IntegrityGuard"])
+        chain = IntegrityChain(devnet, chain_id, version, deployment)
         guard = await through_guard(chain, work)
         registry = await through_registry(chain)
         overhead = guard["total_l2_gas"] - registry["total_l2_gas"]

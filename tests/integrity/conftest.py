@@ -8,8 +8,10 @@ real Stone proofs; without them every test here skips and says why.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from keeper.store.jobs import Job, JobState, JobStore
 from tests.support.devnet import Devnet, start_devnet
 from tests.support.integrity import classes_skip_reason
 
+ROOT = Path(__file__).resolve().parents[2]
 _DEFAULT_SHARED = Path(__file__).resolve().parents[3] / "shared" / "integrity"
 SHARED = Path(os.environ.get("INTEGRITY_DIR", _DEFAULT_SHARED))
 PROOFS = SHARED / "proofs"
@@ -53,7 +56,6 @@ class IntegrityChain:
     chain_id: int
     starknet_version: str
     deployment: IntegrityDeployment
-    guard_artifact: devnet_deploy.ContractArtifact
 
     def account(self, index: int) -> Any:
         return devnet_deploy.make_account(
@@ -98,7 +100,7 @@ class IntegrityChain:
         from keeper.chain.deploy import GuardPin, guard_constructor_calldata
 
         owner = self.account(OWNER)
-        artifact = self.guard_artifact
+        artifact = guard_artifact()
         class_hash = devnet_deploy.sierra_class_hash(artifact)
         if not await devnet_deploy.class_declared(owner.client, class_hash):
             declare = await owner.sign_declare_v3(
@@ -131,11 +133,22 @@ class IntegrityChain:
         return [raw[1 + 6 * i : 7 + 6 * i] for i in range(n)]
 
 
+@functools.cache
+def guard_artifact() -> devnet_deploy.ContractArtifact:
+    """Our IntegrityGuard, built with the pinned compilers (a no-op when up to date)."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target", ["IntegrityGuard"])[
+        "IntegrityGuard"
+    ]
+
+
 @pytest.fixture(scope="session")
-def integrity(
-    tmp_path_factory: pytest.TempPathFactory,
-    contract_artifacts: dict[str, devnet_deploy.ContractArtifact],
-) -> Iterator[IntegrityChain]:
+def integrity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrityChain]:
     if SKIP is not None:
         pytest.skip(SKIP)
     directory = classes_dir()
@@ -151,9 +164,7 @@ def integrity(
             deployment = await deploy_integrity(
                 owner, directory, starknet_version=version, owner=devnet.accounts[OWNER].address
             )
-            return IntegrityChain(
-                devnet, chain_id, version, deployment, contract_artifacts["IntegrityGuard"]
-            )
+            return IntegrityChain(devnet, chain_id, version, deployment)
 
         yield asyncio.run(deploy())
 
