@@ -10,7 +10,7 @@ import pytest
 
 from tests.contracts.conftest import Deployed
 from tests.e2e.conftest import DeployReal
-from tests.e2e.harness import KeeperSetup, stone_stand_in_env
+from tests.e2e.harness import KeeperSetup, stone_stand_in_env, wait_until
 from tests.support.integrity import classes_skip_reason
 
 pytestmark = pytest.mark.devnet
@@ -63,3 +63,28 @@ async def test_atlantic_only_is_refused_at_start(guarded: Deployed, keeper_dir: 
     setup = KeeperSetup(guarded, keeper_dir, policy="atlantic_only")
     log = refused_start(setup)
     assert "proves with Atlantic only" in log and "issue 18" in log
+
+
+async def test_a_policy_with_an_atlantic_fallback_proves_with_stone_only(
+    guarded: Deployed, keeper_dir: Path
+) -> None:
+    """The router accepts bootloaded facts (its devnet pin), yet the keeper never turns to
+    Atlantic: the guard would never hold Atlantic's facts."""
+    setup = KeeperSetup(
+        guarded, keeper_dir, policy="stone_then_atlantic", extra_env=stone_stand_in_env()
+    )
+    keeper = setup.start()
+    try:
+        async def closed() -> bool:
+            return bool(keeper.events("gate.atlantic_closed"))
+
+        await wait_until("the Atlantic path closed at start-up", closed, keeper=keeper)
+
+        async def a_job() -> bool:
+            return bool(setup.job_states())
+
+        await wait_until("a job", a_job, keeper=keeper)
+    finally:
+        assert keeper.stop() == 0
+    provers = {row["prover"] for row in setup.query("SELECT prover FROM jobs")}
+    assert "atlantic" not in provers
