@@ -318,9 +318,17 @@ class Keeper:
         expected = None
         if known_registry is not None and direct is not None:
             preset = verifier_preset(direct.layout, direct.hasher)
-            (verifier,) = await self.chain.call_view(
-                known_registry, "get_verifier_address", preset
-            )
+            try:
+                (verifier,) = await self.chain.call_view(
+                    known_registry, "get_verifier_address", preset
+                )
+            except KeeperError as exc:
+                raise GateError(
+                    f"Integrity's FactRegistry {known_registry:#x} has no verifier for the "
+                    f"router's direct pin ({direct.layout}, {direct.hasher}) ({exc}): no guard "
+                    "could verify our proofs here; ask governance to pin a configuration "
+                    "Integrity serves"
+                ) from exc
             expected = int(verifier)
         problem = guard_problem(
             guard,
