@@ -6,8 +6,8 @@ from the required security bits) the script proves one allocation trace with the
 Stone (KEEPER_PROVER__STONE_PROVER_PATH / _STONE_VERIFIER_PATH or PATH), verifies it on a
 devnet with Integrity's real contracts (../shared/integrity/classes, or
 $INTEGRITY_CLASSES_DIR) through the keeper's own registrar (keeper.engine.registrar, the
-split transactions it sends in production) on a fresh FactRegistry, and prints one JSON
-line:
+split transactions it sends in production) through a fresh IntegrityGuard, and prints one
+JSON line (bench_guard.py compares the guard with Integrity's own FactRegistry):
 
     {"bench": "integrity", "log_n_cosets", "n_queries", "proof_of_work_bits",
      "fri_step_list", "security_bits", "program_words", "prove_wall_s", "prove_cpu_s",
@@ -237,7 +237,7 @@ async def verify_on_devnet(
         proof_path.with_suffix("").with_suffix(".fact").write_text, hex(fact_of(fact))
     )
     job = proved_job(jobs, proof_path)
-    registry = await chain.fresh_registry(salt)
+    registry = await chain.fresh_guard(salt)  # the keeper's path: through IntegrityGuard
     while True:
         done = await registrar.register(
             job, registry=registry, pin=PIN, min_security_bits=REQUIRED_BITS
@@ -246,7 +246,7 @@ async def verify_on_devnet(
             break
         await asyncio.sleep(0.2)
     names = {
-        registry: "FactRegistry",
+        registry: "IntegrityGuard",
         chain.deployment.verifier: "CairoVerifier",
         chain.deployment.oods: "LayoutOodsContract",
     }

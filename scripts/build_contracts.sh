@@ -25,6 +25,7 @@ readonly CONTRACTS=(
   "risk_engine::RiskEngine"
   "strategy_router_v2::StrategyRouterV2"
   "dev_fact_registry::DevFactRegistry"
+  "integrity_guard::IntegrityGuard"
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -4,9 +4,10 @@ Starts a devnet (seed 0) on a free port, builds and deploys the contracts with t
 allocation program's hashes, starts ``python -m keeper run`` as its own process group
 (dev prover, or Stone when configured), then drives it. The router's fact registry
 follows the prover: the dev prover has no proofs, so its router trusts the
-DevFactRegistry (verifies nothing; devnet only); Stone's router trusts Integrity's real
-FactRegistry, deployed from its compiled classes, so the real path runs: Stone proof,
-swiftness pre-check, Integrity's verification transactions, the fact, the execution.
+DevFactRegistry (verifies nothing; devnet only); Stone's router trusts our IntegrityGuard
+over Integrity's real verifier, deployed from its compiled classes, so the real path runs:
+Stone proof, swiftness pre-check, the verification transactions through the guard, the
+fact, the execution.
 The demo drives: the fresh router's first
 rebalance, then per further epoch one oracle update (``set_all_metrics``: the whole
 protocol set, one protocol changed) plus the owner's ``request_rebalance`` (one multicall
@@ -177,8 +178,8 @@ def resolve_prover(choice: ProverChoice, environ: Mapping[str, str]) -> ProverSe
     raise UsageError(
         "--prover stone: Integrity's compiled classes are absent "
         f"({devnet_integrity.DEFAULT_CLASSES_DIR}; or set {devnet_integrity.CLASSES_ENV}). "
-        "Stone's facts are verified and registered by Integrity's FactRegistry, which the "
-        "demo deploys on the devnet from those classes (the DevFactRegistry is for the "
+        "Stone's proofs are verified by Integrity's CairoVerifier through our IntegrityGuard, "
+        "which the demo deploys on the devnet from those classes (the DevFactRegistry is for the "
         "dev prover only); get them, or use --prover dev"
     )
 
@@ -364,7 +365,10 @@ class DemoRun:
                 integrity_classes=setup.integrity_classes,
             )
         )
-        registry = "DevFactRegistry (trusted)" if setup.fact_registry == "dev" else "Integrity"
+        registry = (
+            "DevFactRegistry (trusted)" if setup.fact_registry == "dev"
+            else "IntegrityGuard (over Integrity's verifier)"
+        )
         self.say(
             f"router {self.deployment.address('StrategyRouterV2'):#x} accepts program "
             f"{program_hash:#x}, facts from {registry} {self.deployment.fact_registry:#x}"

@@ -12,8 +12,9 @@ its timelock); a devnet adds:
   (its registrar records whatever it is told): for the dev prover only, which has no
   proofs. ``"integrity"`` deploys Integrity's real FactRegistry and verifier from their
   compiled classes (``keeper.devnet.integrity``; the devnet must run with
-  ``DEVNET_ARGS``, which ``keeper.devnet.node.start_devnet`` always passes): for Stone
-  proofs, verified on-chain as on Sepolia;
+  ``DEVNET_ARGS``, which ``keeper.devnet.node.start_devnet`` always passes) and our
+  IntegrityGuard driving that verifier, which the router trusts (as on Sepolia): for
+  Stone proofs, verified on-chain;
 - a random UDC salt per deployment unless one is given (tests deploy many fresh sets on
   one devnet), and a recorded address that does not hold the class any more (a
   restarted devnet) is simply deployed again.
@@ -32,6 +33,7 @@ import httpx
 
 from keeper.chain.deploy import (
     DEVNET_PROFILE,
+    GUARD,
     MODEL_PARAM_NAMES,
     PIN_KEYS,
     PROTOCOL_FIELDS,
@@ -40,6 +42,7 @@ from keeper.chain.deploy import (
     DeployContext,
     Deployment,
     DeployParams,
+    GuardPin,
     RecordFile,
     Report,
     Roles,
@@ -52,9 +55,11 @@ from keeper.chain.deploy import (
     default_program_hashes,
     ensure_contract,
     ensure_declared,
+    ensure_guard,
     invoke,
     make_call,
     read_deployment,
+    require_guard_verifier,
     router_constructor_calldata,
     selector,
     settle_pending,
@@ -69,6 +74,7 @@ from keeper.core.errors import ChainError, UsageError
 from keeper.core.logs import display_url
 
 __all__ = [
+    "ARTIFACT_NAMES",
     "CONTRACT_NAMES",
     "FACT_REGISTRY_CHOICES",
     "MODEL_PARAM_NAMES",
@@ -102,6 +108,8 @@ __all__ = [
 ]
 
 CONTRACT_NAMES = ("RiskEngine", "DevFactRegistry", "StrategyRouterV2")
+# What a devnet deploy may declare: the guard only with Integrity ('integrity').
+ARTIFACT_NAMES = (*CONTRACT_NAMES, GUARD)
 FACT_REGISTRY_CHOICES = ("dev", "integrity")
 # Record names of Integrity's contracts when a devnet deploys them.
 INTEGRITY_RECORD_NAMES = ("IntegrityFactRegistry", "IntegrityVerifier", "IntegrityOods")
@@ -117,7 +125,7 @@ def parse_deploy_params(raw: Mapping[str, Any], *, source: str = "") -> DeployPa
 
 
 def load_artifacts(
-    target_dir: Path, names: Sequence[str] = CONTRACT_NAMES
+    target_dir: Path, names: Sequence[str] = ARTIFACT_NAMES
 ) -> dict[str, ContractArtifact]:
     return _load_artifacts(target_dir, names)
 
@@ -225,7 +233,7 @@ async def deploy_devnet(
         registrar = _resolve(params.registrar, accounts, "roles.registrar")
         registry = await _dev_fact_registry(ctx, artifacts, registrar)
     else:
-        registry = await _integrity_registry(ctx, owner, classes)
+        registry = await _integrity_guard(ctx, artifacts, params, owner, classes)
     oracle = _resolve(params.oracle, accounts, "roles.oracle")
     roles = Roles(
         owner=owner,
@@ -342,7 +350,37 @@ def _integrity_classes() -> Path:
     return directory
 
 
-async def _integrity_registry(ctx: DeployContext, owner: int, directory: Path) -> int:
+async def _integrity_guard(
+    ctx: DeployContext,
+    artifacts: Mapping[str, ContractArtifact],
+    params: DeployParams,
+    owner: int,
+    directory: Path,
+) -> int:
+    """Integrity's real FactRegistry and verifier, from the compiled classes, and our
+    guard driving that verifier under the router's direct pin: the router's registry."""
+    direct = params.pins.get("direct_verifier", ())
+    if len(direct) != 4:
+        raise UsageError(
+            "fact_registry 'integrity' needs router.direct_verifier: the IntegrityGuard "
+            "records Stone proofs under that pin"
+        )
+    a, b, c, d = direct
+    registry = await _integrity(ctx, owner, directory)
+    # As on a real network: the verifier Integrity's registry has for the pin's preset.
+    verifier = await require_guard_verifier(ctx.client, registry, a, b)
+    if GUARD not in artifacts:
+        raise UsageError(f"no {GUARD} among the compiled contracts: run make contracts")
+    return await ensure_guard(
+        ctx,
+        artifacts[GUARD],
+        owner=owner,
+        pin=GuardPin(verifier, (a, b, c, d)),
+        delay_s=params.router["governance_delay_s"],
+    )
+
+
+async def _integrity(ctx: DeployContext, owner: int, directory: Path) -> int:
     """Integrity's real FactRegistry and verifier, from the compiled classes."""
     from starknet_py.net.client_errors import ClientError
 

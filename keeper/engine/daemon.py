@@ -38,7 +38,12 @@ from keeper.chain import (
     VerifierConfig,
 )
 from keeper.chain.governance import VERIFICATION_PATHS, GovernanceParams
-from keeper.chain.integrity import known_fact_registry, verifier_preset
+from keeper.chain.integrity import (
+    GuardPin,
+    guard_problem,
+    known_fact_registry,
+    verifier_preset,
+)
 from keeper.core import faults
 from keeper.core.config import KeeperConfig, load_config
 from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
@@ -140,6 +145,8 @@ class Keeper:
         self.health = HealthState()
         self._halted: str | None = None
         self._atlantic: AtlanticClient | None = None
+        # Atlantic's facts are not trusted (issue 18): its policies prove with Stone only.
+        self._atlantic_closed = False
         self._proving_bits: int | None = None
         self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
         self._node_down_since: float | None = None
@@ -244,24 +251,33 @@ class Keeper:
     async def _set_up_fact_registration(
         self, chain_name: str, gov: GovernanceParams, ledger: Ledger
     ) -> None:
-        """Gates of the real path: the router's registry is Integrity's FactRegistry of this
-        chain (Atlantic registers there too), and for Stone: proofs Integrity can verify,
-        swiftness to check them first, and the registrar that sends the verification."""
+        """Gates of the real path: the router's registry is our IntegrityGuard, pinned like
+        the router and driving Integrity's verifier of this chain (Integrity's own
+        FactRegistry labels can be forged: issue 18; Atlantic registers there, so its
+        bootloaded facts are not used); for Stone: proofs Integrity can verify, swiftness to
+        check them first, and the registrar that sends the verification."""
         cfg = self.cfg
         if cfg.prover.policy == "dev":
             return
         known = None if await is_starknet_devnet(cfg.chain.rpc_url) else known_fact_registry(
             chain_name
         )
-        if known is not None and gov.fact_registry != known:
-            raise GateError(
-                f"the router's fact_registry {gov.fact_registry:#x} is not Integrity's "
-                f"FactRegistry on {chain_name} ({known:#x}): no proof registered there would "
-                "be one Integrity verified; ask governance to propose fact_registry = "
-                f"{known:#x}"
-            )
+        await self._check_guard(gov, known)
         if "stone" not in POLICY_PROVERS[cfg.prover.policy]:
-            return
+            raise GateError(
+                f"prover.policy = {cfg.prover.policy!r} proves with Atlantic only, whose facts "
+                "are registered in Integrity's public FactRegistry under a label anyone can "
+                "forge (issue 18): the router trusts its IntegrityGuard, which records none of "
+                "them. Use stone_only (Stone proofs verified through the guard)"
+            )
+        if "atlantic" in POLICY_PROVERS[cfg.prover.policy]:
+            _log.warning(
+                "gate.atlantic_closed",
+                policy=cfg.prover.policy,
+                note="Atlantic's facts live in Integrity's forgeable registry; proving with "
+                "Stone only",
+            )
+            self._atlantic_closed = True
         stone_version = cfg.prover.parameter_set
         if stone_version not in ("stone5", "stone6"):
             raise GateError(
@@ -312,6 +328,7 @@ class Keeper:
             found_in=build.source if build else "config",
             parameter_set=p.parameter_set,
         )
+
     async def _set_up_funds(self, ledger: Ledger) -> None:
         """The account's STRK: read now, watched from the loop, and a gate before every
         transaction of a job (keeper.engine.funds_guard)."""
@@ -329,6 +346,47 @@ class Keeper:
             self.worker.registrar.funds_gate = self.funds.hold
         await self.funds.refresh()
 
+    async def _check_guard(self, gov: GovernanceParams, known_registry: int | None) -> None:
+        """The router's fact_registry answers as an IntegrityGuard, with the router's
+        direct pin and, on a public chain, Integrity's verifier for that pin."""
+        guard = gov.fact_registry
+        try:
+            pin = GuardPin.from_felts(await self.chain.call_view(guard, "get_pin"))
+        except (KeeperError, ValueError) as exc:
+            raise GateError(
+                f"the router's fact_registry {guard:#x} is not an IntegrityGuard ({exc}). "
+                "Integrity's FactRegistry labels a verification with the configuration its "
+                "caller named, which anyone can forge (issue 18): deploy the guard "
+                "(obsqra-keeper deploy) and ask governance to propose fact_registry = guard"
+            ) from exc
+        direct = gov.direct_pin
+        expected = None
+        if known_registry is not None and direct is not None:
+            preset = verifier_preset(direct.layout, direct.hasher)
+            try:
+                (verifier,) = await self.chain.call_view(
+                    known_registry, "get_verifier_address", preset
+                )
+            except KeeperError as exc:
+                raise GateError(
+                    f"Integrity's FactRegistry {known_registry:#x} has no verifier for the "
+                    f"router's direct pin ({direct.layout}, {direct.hasher}) ({exc}): no guard "
+                    "could verify our proofs here; ask governance to pin a configuration "
+                    "Integrity serves"
+                ) from exc
+            expected = int(verifier)
+        problem = guard_problem(
+            guard,
+            pin,
+            direct_pin=None if direct is None else (
+                direct.layout, direct.hasher, direct.stone_version, direct.memory_verification
+            ),
+            expected_verifier=expected,
+        )
+        if problem is not None:
+            raise GateError(problem)
+        _log.info("gate.guard", guard=hex(guard), verifier=hex(pin.verifier), config=pin.config)
+
     async def _check_verifier(self, registry: int, pin: VerifierConfig) -> None:
         try:
             (verifier,) = await self.chain.call_view(
@@ -336,9 +394,9 @@ class Keeper:
             )
         except (KeeperError, ValueError) as exc:
             raise GateError(
-                f"the router's fact_registry {registry:#x} has no Integrity verifier for "
-                f"({pin.layout}, {pin.hasher}) ({exc}): is it Integrity's FactRegistry? "
-                "(a DevFactRegistry serves the dev policy only)"
+                f"the router's IntegrityGuard {registry:#x} has no Integrity verifier for "
+                f"({pin.layout}, {pin.hasher}) ({exc}): ask governance to pin the guard to "
+                "the router's direct configuration"
             ) from exc
         _log.info("gate.integrity", registry=hex(registry), verifier=hex(int(verifier)))
 
@@ -370,6 +428,8 @@ class Keeper:
             self.program.child_program_hash,
             self.cfg.prover.policy,
         )
+        if self._atlantic_closed:
+            policy = "stone_only"
         self.worker.accepted = accepted_provers(
             gov, program_hash=ours, child_program_hash=child, policy=policy
         )

@@ -1,9 +1,14 @@
-"""Getting a Stone proof's fact registered by Integrity, crash-safe and never paid twice.
+"""Getting a Stone proof verified by Integrity's CairoVerifier through our IntegrityGuard
+(the router's fact registry), crash-safe and never paid twice.
 
-Integrity verifies a proof in a sequence of FactRegistry transactions (split flow):
-``verify_proof_initial``, ``verify_proof_step`` (once per inner FRI layer), then
-``verify_proof_final_and_register_fact``, all under one *Integrity job id*
-(``prover.integrity.jobs`` has the on-chain rules). They are sent in order, one at a time:
+The guard (contracts/src/integrity_guard.cairo) drives the verifier it pins and records
+the verification from the verifier's own final report, only under its pinned settings;
+Integrity's public FactRegistry is not used: its labels can be forged (issue 18). A proof
+is verified in a sequence of guard transactions (split flow): ``verify_proof_initial``,
+``verify_proof_step`` (once per inner FRI layer), then ``verify_proof_final``, all under
+one *Integrity job id*, which the guard passes to the verifier unchanged
+(``prover.integrity.jobs`` has the on-chain rules, ``prover.integrity.guard`` the
+calldata). They are sent in order, one at a time:
 
 - the Integrity job id is random and persisted on the job before the first transaction;
 - every transaction gets a row in ``fact_registrations`` before it is signed, and its
@@ -15,8 +20,8 @@ Integrity verifies a proof in a sequence of FactRegistry transactions (split flo
   before it is signed, so a step that already landed is never paid for again;
 - where the on-chain job cannot be resumed (the id is taken by another proof, or squatted
   before our initial landed) the registrar starts a new Integrity job cleanly;
-- nothing is sent when the fact already holds a verification under the pinned
-  configuration with enough bits: the job points the router at it.
+- nothing is sent when the guard already holds the verification (this fact, the pinned
+  configuration, these bits): the job points the router at it.
 
 Before the first transaction the proof is checked against what the router will accept:
 the verifier configuration it will be registered under must be the router's pin for
@@ -49,10 +54,10 @@ from prover.integrity import (
     StarkProof,
     check_transaction_sizes,
     fact_of,
+    guard_split_plan,
     new_job_id,
     parse_proof,
     security_bits,
-    split_plan,
     stored_option,
     verifier_config,
     verifier_storage_address,
@@ -64,7 +69,14 @@ _MAX_RESTARTS = 3
 # Fee-estimate reverts meaning "this Integrity job id cannot be used by us".
 _ID_TAKEN = ("job_id already exists",)
 # ... and meaning "the on-chain state moved past what we tried to send" (re-read it).
-_STATE_MOVED = ("Invalid state", "No state (constant) saved", "Job id not found")
+# (Through the guard, a final on a job the verifier no longer holds fails in the verifier's
+# own ``unwrap`` of the stored state.)
+_STATE_MOVED = (
+    "Invalid state",
+    "No state (constant) saved",
+    "Job id not found",
+    "Option::unwrap failed",
+)
 
 
 class RegistrationError(KeeperError):
@@ -207,7 +219,7 @@ class IntegrityRegistrar:
         key = (str(job.proof_path), integrity_id)
         plan = self._plans.get(key)
         if plan is None:
-            plan = await asyncio.to_thread(split_plan, prepared.proof, integrity_id)
+            plan = await asyncio.to_thread(guard_split_plan, prepared.proof, integrity_id)
             # Before the first transaction of this plan: one that is too large for the
             # network would leave an Integrity job open for good.
             check_transaction_sizes(plan.calls, self._max_felts)
@@ -311,7 +323,8 @@ class IntegrityRegistrar:
             return "restart"  # the chain is ahead of us: re-read its state
         raise RegistrationError(
             f"{function} would revert ({reason}); nothing was sent. The proof does not "
-            "verify under the router's registry as prepared: check the proof and the pin"
+            "verify through the router's IntegrityGuard as prepared: check the proof, the "
+            "router's direct pin and the guard's pin (they must be equal)"
         )
 
     def _last_succeeded(self, job: Job, integrity_id: int) -> int | None:

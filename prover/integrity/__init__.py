@@ -7,6 +7,7 @@ Usage::
     call = full_verification_call(proof)                 # verify_proof_full_and_register_fact
     calls = split_calldata(proof, job_id)                # initial, steps..., final
     plan = split_plan(proof, job_id)                     # the same calls + state hashes to resume
+    guard_split_plan(proof, job_id), guard_full_call(proof)  # through our IntegrityGuard
     check_transaction_sizes(calls)                       # CalldataTooLarge over 5,000 felts
     fact_of(proof), security_bits(proof)                 # what Integrity will register
 
@@ -50,6 +51,15 @@ from prover.integrity.errors import (
     StatementRejected,
     UnsupportedProof,
 )
+from prover.integrity.guard import (
+    guard_call,
+    guard_full_call,
+    guard_split_calls,
+    guard_split_plan,
+    verifier_call,
+    verifier_settings,
+    verifier_split_calls,
+)
 from prover.integrity.jobs import (
     MAX_TRANSACTION_CALLDATA,
     SplitPlan,
@@ -89,6 +99,10 @@ __all__ = [
     "check_transaction_sizes",
     "fact_of",
     "full_verification_call",
+    "guard_call",
+    "guard_full_call",
+    "guard_split_calls",
+    "guard_split_plan",
     "monolith_calldata",
     "new_job_id",
     "parse_proof",
@@ -98,6 +112,9 @@ __all__ = [
     "split_plan",
     "stored_option",
     "verification_hash",
+    "verifier_call",
     "verifier_config",
+    "verifier_settings",
+    "verifier_split_calls",
     "verifier_storage_address",
 ]

@@ -75,3 +75,31 @@ def test_a_proof_without_annotations_says_how_to_get_them(
     path.write_text(json.dumps(proof))
     assert main(["integrity-calldata", str(path), "--out", str(tmp_path / "o")]) != 0
     assert "--generate_annotations" in capsys.readouterr().err
+
+
+def test_guard_target_writes_the_guards_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--target guard: each file is the verifier's calldata as one span; the verifier's is
+    the registry's with VerifierSettings (strict 0, Lsb160 0, Stone6 1) for the config."""
+    reference = [CALLDATA / "split_initial.txt", *sorted(CALLDATA.glob("split_step_*.txt")),
+                 CALLDATA / "split_final.txt"]
+    job_id = _felts(reference[0])[0]
+    outputs = {}
+    for target in ("guard", "verifier"):
+        out = tmp_path / target
+        args = ["integrity-calldata", str(FIBONACCI), "--out", str(out), "--split",
+                "--job-id", str(job_id), "--target", target, "--json"]
+        assert main(args) == 0
+        assert json.loads(capsys.readouterr().out)["target"] == target
+        outputs[target] = [_felts(p) for p in sorted(out.glob("*.txt"))]
+    registry = [_felts(p) for p in reference]
+    verifier = outputs["verifier"]
+    assert verifier[0] == [job_id, 0, 0, 1, *registry[0][5:]]
+    assert verifier[1:] == registry[1:]
+    assert outputs["guard"] == [[len(v), *v] for v in verifier]
+    monolith = tmp_path / "mono"
+    assert main(["integrity-calldata", str(FIBONACCI), "--out", str(monolith),
+                 "--target", "guard"]) == 0
+    full = _felts(CALLDATA / "verify_proof_full.txt")
+    assert _felts(monolith / "monolith.txt") == [len(full) - 1, 0, 0, 1, *full[4:]]

@@ -136,8 +136,9 @@ class Deployed:
 
     @property
     def registry_address(self) -> int:
-        """The router's fact registry: the DevFactRegistry, or Integrity's FactRegistry."""
-        for name in ("DevFactRegistry", "IntegrityFactRegistry"):
+        """The router's fact registry: the DevFactRegistry, or our IntegrityGuard (over
+        Integrity's verifier)."""
+        for name in ("DevFactRegistry", "IntegrityGuard"):
             if name in self.deployment.contracts:
                 return self.deployment.address(name)
         raise AssertionError(f"no fact registry in {sorted(self.deployment.contracts)}")
@@ -310,7 +311,8 @@ async def deploy_fresh(
     """A fresh deployment; the gate tests use stand-in program hashes, the keeper's
     end-to-end tests the real ones (``devnet_deploy.default_program_hashes()``).
     ``router`` overrides [router] values, ``pins`` the verifier pins (() = unset);
-    ``fact_registry`` 'integrity' wires the router to Integrity's real FactRegistry."""
+    ``fact_registry`` 'integrity' wires the router to our IntegrityGuard over Integrity's
+    real verifier (Integrity's FactRegistry is deployed beside it)."""
     params = devnet_deploy.load_deploy_params(DEPLOY_PARAMS)
     params = replace(
         params, router={**params.router, **router}, pins={**params.pins, **(pins or {})}

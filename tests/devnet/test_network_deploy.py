@@ -1,7 +1,8 @@
 """`obsqra-keeper deploy --network URL`: the real-network deploy, driven through the CLI
 against a fresh devnet (``fresh_chain``: its own chain id, Integrity's FactRegistry with a
 (small, keccak) verifier) with the shipped config/deploy.sepolia.toml, a keystore and a
-password credential file. Outcomes are read back from the chain."""
+password credential file. Outcomes are read back from the chain: the router trusts our
+IntegrityGuard, which drives the verifier Integrity's registry has for the direct pin."""
 
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ from tests.contracts.conftest import (
 from tests.devnet.conftest import KEEPER, OTHER, PASSWORD, FreshChain
 
 pytestmark = pytest.mark.devnet
+PRESET = [int.from_bytes(b"small", "big"), int.from_bytes(b"keccak", "big")]
 
 SEPOLIA_PARAMS = ROOT / "config" / "deploy.sepolia.toml"
-NETWORK_CONTRACTS = ("RiskEngine", "StrategyRouterV2")
-# What an uninterrupted deploy on a fresh chain sends: two declares, two deploys (the
-# router's constructor takes its whole configuration; the model parameters are the
-# contract's defaults; no initial metrics in the file).
-FULL_DEPLOY_TXS = 4
+NETWORK_CONTRACTS = ("RiskEngine", "StrategyRouterV2", "IntegrityGuard")
+# What an uninterrupted deploy on a fresh chain sends: three declares, three deploys (the
+# guard's and the router's constructors take their whole configuration; the model
+# parameters are the contract's defaults; no initial metrics in the file).
+FULL_DEPLOY_TXS = 6
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -141,7 +143,7 @@ def router_codec(contract_artifacts: dict[str, ContractArtifact]) -> AbiCodec:
 
 
 @pytest.mark.usefixtures("password_credential")
-def test_deploy_wires_the_router_to_the_given_registry_and_records_it(
+def test_deploy_wires_the_router_to_a_guard_over_the_registrys_verifier_and_records_it(
     fresh_chain: FreshChain,
     router_codec: AbiCodec,
     tmp_path: Path,
@@ -154,12 +156,24 @@ def test_deploy_wires_the_router_to_the_given_registry_and_records_it(
     record = json.loads(out.read_text())
     router = int(record["contracts"]["StrategyRouterV2"]["address"], 16)
     risk_engine = int(record["contracts"]["RiskEngine"]["address"], 16)
+    guard = int(record["contracts"]["IntegrityGuard"]["address"], 16)
     assert printed_addresses(printed.out) == {
         "RiskEngine": risk_engine,
         "StrategyRouterV2": router,
+        "IntegrityGuard": guard,
     }
     governance, is_keeper, owner = asyncio.run(router_state(fresh_chain, router_codec, router))
-    assert governance["fact_registry"] == fresh_chain.registry
+    assert governance["fact_registry"] == guard
+    client = FullNodeClient(node_url=fresh_chain.devnet.url)
+    # The guard drives the verifier Integrity's registry has for (small, keccak), under
+    # the router's direct pin, with the router's delay.
+    (verifier,) = asyncio.run(
+        call_view(client, fresh_chain.registry, "get_verifier_address", PRESET)
+    )
+    pin = asyncio.run(call_view(client, guard, "get_pin"))
+    assert pin == [verifier, *DIRECT_PIN.values()]
+    assert asyncio.run(call_view(client, guard, "get_governance_delay_s")) == [172800]
+    assert asyncio.run(call_view(client, guard, "get_owner")) == [owner]
     assert governance["risk_engine"] == risk_engine
     assert governance["program_hash"] == PROGRAM_HASH
     assert governance["child_program_hash"] == CHILD_PROGRAM_HASH
@@ -172,13 +186,12 @@ def test_deploy_wires_the_router_to_the_given_registry_and_records_it(
     assert governance["governance_delay_s"] == 172800
     assert is_keeper
     assert owner == fresh_chain.signer.account.address
-    client = FullNodeClient(node_url=fresh_chain.devnet.url)
     (oracle,) = asyncio.run(call_view(client, risk_engine, "get_oracle"))
     assert oracle == fresh_chain.signer.account.address
 
     assert record["chain"] == "SN_OBSQRA_TEST"
     assert record["network"] == "url"
-    assert int(record["fact_registry"], 16) == fresh_chain.registry
+    assert int(record["fact_registry"], 16) == guard
     assert int(record["program_hash"], 16) == PROGRAM_HASH
     assert int(record["child_program_hash"], 16) == CHILD_PROGRAM_HASH
     assert record["pending_tx"] is None
@@ -226,13 +239,15 @@ def test_dry_run_lists_every_transaction_and_sends_none(
     listed = [line.split() for line in printed.out.splitlines() if line[:3].strip().isdigit()]
     assert [(words[1], words[2]) for words in listed] == [
         ("declare", "class"),
+        ("deploy", "IntegrityGuard"),
+        ("declare", "class"),
         ("declare", "class"),
         ("deploy", "RiskEngine"),
         ("deploy", "StrategyRouterV2"),
     ]
     # The declares are estimated; the deploys of undeclared classes say why they are not.
-    assert printed.out.count("fee estimate") == 2
-    assert printed.out.count("fee not estimable before declaring") == 2
+    assert printed.out.count("fee estimate") == 3
+    assert printed.out.count("fee not estimable before declaring") == 3
     planned = printed_addresses(printed.out)
     assert set(planned) == set(NETWORK_CONTRACTS)
     for address in planned.values():
@@ -335,9 +350,9 @@ def cutting_proxy(upstream: str, cut_at: int, *, deliver: bool) -> Iterator[Cutt
 @pytest.mark.parametrize(
     ("cut_at", "deliver", "settled"),
     [
-        # The RiskEngine deployment reaches the node, its answer is lost: in flight.
+        # RiskEngine's declaration reaches the node, its answer is lost: in flight.
         (3, True, "accepted"),
-        # The node is gone before the router's class is declared: never sent.
+        # The node is gone before the guard is deployed: never sent.
         (2, False, "never sent"),
     ],
     ids=["deploy-sent-answer-lost", "declare-never-sent"],
@@ -376,7 +391,7 @@ def test_an_interrupted_deploy_is_finished_by_a_rerun_at_the_same_addresses(
     governance, is_keeper, _ = asyncio.run(
         router_state(fresh_chain, router_codec, addresses["StrategyRouterV2"])
     )
-    assert governance["fact_registry"] == fresh_chain.registry
+    assert governance["fact_registry"] == addresses["IntegrityGuard"]
     assert governance["risk_engine"] == addresses["RiskEngine"]
     assert is_keeper
 
@@ -393,7 +408,7 @@ def test_an_interrupted_deploy_is_finished_by_a_rerun_at_the_same_addresses(
     [
         ("not-a-contract", "no contract at the fact registry"),
         ("an-account", "has no Integrity verifier for (small, keccak_160_lsb)"),
-        ("no-verifier-for-the-pin", "has no Integrity verifier for (recursive, keccak_160_lsb)"),
+        ("bootloaded-pin", "router.bootloaded_verifier must be [] on a real network"),
     ],
 )
 def test_a_registry_that_cannot_verify_the_pins_is_refused_before_any_transaction(
@@ -409,7 +424,7 @@ def test_a_registry_that_cannot_verify_the_pins_is_refused_before_any_transactio
         registry = 0x1234567
     elif case == "an-account":
         registry = fresh_chain.account(OTHER).address
-    else:  # Integrity's registry, but Atlantic's pin has no verifier registered there
+    else:  # Atlantic's facts live in Integrity's registry under a forgeable label
         params = write_params(
             fresh_chain,
             tmp_path,

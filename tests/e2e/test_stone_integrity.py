@@ -1,8 +1,9 @@
 """The real path, end to end, where a real Stone is installed (marker ``stone``): a keeper
-with the stone policy on a devnet whose router trusts Integrity's real FactRegistry runs
-three epochs. Each: the model traced on the on-chain inputs, proved by Stone, pre-checked
-by swiftness, verified and registered by Integrity's split transactions (the registrar),
-then executed by the router under the pinned verifier configuration.
+with the stone policy on a devnet whose router trusts our IntegrityGuard over Integrity's
+real CairoVerifier runs three epochs. Each: the model traced on the on-chain inputs,
+proved by Stone, pre-checked by swiftness, verified by Integrity's verifier through the
+guard's split transactions (the registrar), then executed by the router under the pinned
+verifier configuration.
 
 Runs wherever `make setup` installed Stone (``prover.stone_tools.locate_stone``: the
 KEEPER_PROVER__STONE_*_PATH variables, .tools/stone, PATH); skipped, with the reason, only
@@ -56,6 +57,8 @@ async def test_three_epochs_through_stone_and_integrity(
     stone_env: dict[str, str], deployed_with_integrity: Deployed, keeper_dir: Path
 ) -> None:
     deployed = deployed_with_integrity
+    gov = await deployed.view("StrategyRouterV2", "get_governance_params")
+    assert gov["fact_registry"] == deployed.deployment.address("IntegrityGuard")
     setup = KeeperSetup(deployed, keeper_dir, policy="stone_only", extra_env=stone_env)
     keeper = setup.start()
     try:

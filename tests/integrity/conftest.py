@@ -1,4 +1,5 @@
-"""Integrity's real contracts on a devnet of their own, deployed once per session.
+"""Integrity's real contracts on a devnet of their own, deployed once per session, and our
+IntegrityGuard over their verifier (a fresh one per test: ``fresh_guard``).
 
 Needs the compiled classes of ../shared/integrity (or $INTEGRITY_CLASSES_DIR) and its
 real Stone proofs; without them every test here skips and says why.
@@ -7,8 +8,10 @@ real Stone proofs; without them every test here skips and says why.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from keeper.store.jobs import Job, JobState, JobStore
 from tests.support.devnet import Devnet, start_devnet
 from tests.support.integrity import classes_skip_reason
 
+ROOT = Path(__file__).resolve().parents[2]
 _DEFAULT_SHARED = Path(__file__).resolve().parents[3] / "shared" / "integrity"
 SHARED = Path(os.environ.get("INTEGRITY_DIR", _DEFAULT_SHARED))
 PROOFS = SHARED / "proofs"
@@ -88,6 +92,38 @@ class IntegrityChain:
         await devnet_deploy.invoke(owner, [call, register])
         return int(address)
 
+    async def fresh_guard(self, salt: int, pin: VerifierConfig = PIN, delay_s: int = 0) -> int:
+        """An IntegrityGuard of its own over the session's CairoVerifier, pinned to ``pin``
+        (owner: account 0): a registration through it starts from nothing."""
+        from starknet_py.net.udc_deployer.deployer import Deployer
+
+        from keeper.chain.deploy import GuardPin, guard_constructor_calldata
+
+        owner = self.account(OWNER)
+        artifact = guard_artifact()
+        class_hash = devnet_deploy.sierra_class_hash(artifact)
+        if not await devnet_deploy.class_declared(owner.client, class_hash):
+            declare = await owner.sign_declare_v3(
+                compiled_contract=artifact.sierra,
+                compiled_class_hash=devnet_deploy.compiled_class_hash(
+                    artifact, self.starknet_version
+                ),
+                auto_estimate=True,
+            )
+            sent = await owner.client.declare(declare)
+            await owner.client.wait_for_tx(sent.transaction_hash, check_interval=0.05)
+        config = (pin.layout, pin.hasher, pin.stone_version, pin.memory_verification)
+        calldata = guard_constructor_calldata(
+            self.devnet.accounts[OWNER].address,
+            GuardPin(self.deployment.verifier, config),
+            delay_s,
+        )
+        call, address = Deployer().create_contract_deployment_raw(
+            class_hash, salt=salt, raw_calldata=calldata
+        )
+        await devnet_deploy.invoke(owner, [call])
+        return int(address)
+
     async def verifications(self, registry: int, fact: int) -> list[list[int]]:
         client = FullNodeClient(node_url=self.devnet.url)
         raw = await devnet_deploy.call_view(
@@ -95,6 +131,20 @@ class IntegrityChain:
         )
         n = raw[0]
         return [raw[1 + 6 * i : 7 + 6 * i] for i in range(n)]
+
+
+@functools.cache
+def guard_artifact() -> devnet_deploy.ContractArtifact:
+    """Our IntegrityGuard, built with the pinned compilers (a no-op when up to date)."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_contracts.sh")],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build_contracts.sh failed:\n{result.stderr[-3000:]}", pytrace=False)
+    return devnet_deploy.load_artifacts(ROOT / "contracts" / "target", ["IntegrityGuard"])[
+        "IntegrityGuard"
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""The keeper's own Stone proofs verified by the real Integrity contracts on devnet.
+"""The keeper's own Stone proofs verified by Integrity's real CairoVerifier on devnet,
+through our IntegrityGuard (the router's fact registry).
 
-Every registration goes through Integrity's split flow (initial, steps, final) sent by
-``keeper.engine.registrar``; the fact it registers is the one ``prover`` computes, under
-the pinned configuration, and no step is ever paid for twice — also when the process is
-SIGKILLed at any point of the registration.
+Every registration goes through the split flow (initial, steps, final) sent by
+``keeper.engine.registrar`` to the guard, which drives the verifier; the fact it records is
+the one ``prover`` computes, under the pinned configuration, and no step is ever paid for
+twice — also when the process is SIGKILLed at any point of the registration.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _fees(jobs_path: Path) -> list[tuple[str, str]]:
 async def test_fibonacci_proof_registers_its_fact_through_the_split_transactions(
     integrity: IntegrityChain, tmp_path: Path
 ) -> None:
-    registry = await integrity.fresh_registry(next(_salts))
+    registry = await integrity.fresh_guard(next(_salts))
     store = tmp_path / "k.sqlite3"
     done = await _register(integrity, store, FIBONACCI, registry, min_bits=60)
     fact = _fact(FIBONACCI)
@@ -105,7 +106,7 @@ async def test_fibonacci_proof_registers_its_fact_through_the_split_transactions
 async def test_allocation_proof_within_the_limit_registers_and_over_it_sends_nothing(
     integrity: IntegrityChain, tmp_path: Path
 ) -> None:
-    registry = await integrity.fresh_registry(next(_salts))
+    registry = await integrity.fresh_guard(next(_salts))
     store = tmp_path / "k.sqlite3"
     # 38 queries: the initial transaction is 5,010 felts, over Starknet's 5,000.
     with pytest.raises(CalldataTooLarge, match="raise log_n_cosets"):
@@ -129,7 +130,7 @@ async def test_a_proof_the_router_would_refuse_sends_nothing(
     integrity: IntegrityChain, tmp_path: Path, pin_change: dict[str, str], min_bits: int,
     message: str,
 ) -> None:
-    registry = await integrity.fresh_registry(next(_salts))
+    registry = await integrity.fresh_guard(next(_salts))
     store = tmp_path / "k.sqlite3"
     registrar, jobs = build(store, integrity.client(KEEPER), max_felts=5000, receipt_timeout_s=60)
     job = proved_job(jobs, FIBONACCI)
@@ -151,7 +152,7 @@ CRASHES = [
 def test_sigkill_at_every_registrar_step_registers_once_and_pays_each_step_once(
     integrity: IntegrityChain, tmp_path: Path, crash_at: str
 ) -> None:
-    registry = asyncio.run(integrity.fresh_registry(next(_salts)))
+    registry = asyncio.run(integrity.fresh_guard(next(_salts)))
     store = tmp_path / "k.sqlite3"
     jobs = open_jobs(store)
     proved_job(jobs, FIBONACCI)

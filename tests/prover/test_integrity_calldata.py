@@ -47,9 +47,13 @@ from prover.integrity import (
     StarkProof,
     StatementRejected,
     UnsupportedProof,
+    VerifierConfiguration,
     check_transaction_sizes,
     fact_of,
     full_verification_call,
+    guard_full_call,
+    guard_split_calls,
+    guard_split_plan,
     monolith_calldata,
     parse_proof,
     proof_statement,
@@ -59,6 +63,8 @@ from prover.integrity import (
     stored_option,
     verification_hash,
     verifier_config,
+    verifier_settings,
+    verifier_split_calls,
 )
 from prover.integrity.calldata import calldata_parts
 from prover.integrity.field import MONTGOMERY_R, PRIME
@@ -564,3 +570,65 @@ def test_fold_layer_consumes_exactly_the_missing_siblings(
     assert [q.index for q in folded.queries] == sorted(cosets)
     assert len(folded.sibling_positions) == needed
     assert all(coset * size + j not in indices for coset, j in folded.sibling_positions)
+
+
+# ---------------------------------------------------------------- the guard and the verifier
+
+
+def test_guard_calls_are_the_verifiers_calls_as_one_span() -> None:
+    """The verifier's calldata is the registry's with the configuration (4 short strings)
+    replaced by Integrity's VerifierSettings (3 felts); the guard's is that as a span."""
+    proof = _proof(_named_proof_path(FIBONACCI))
+    registry = split_calldata(proof, 7)
+    verifier = verifier_split_calls(proof, 7)
+    guard = guard_split_calls(proof, 7)
+    assert [c.function for c in verifier] == [c.function for c in guard] == (
+        ["verify_proof_initial"] + ["verify_proof_step"] * (len(registry) - 2)
+        + ["verify_proof_final"]
+    )
+    assert verifier[0].calldata == (7, 0, 0, 1, *registry[0].calldata[5:])  # strict, 160, stone6
+    assert [v.calldata for v in verifier[1:]] == [r.calldata for r in registry[1:]]
+    for g, v in zip(guard, verifier, strict=True):
+        assert g.calldata == (len(v.calldata), *v.calldata)
+        assert g.transaction_felts == len(v.calldata) + 5
+    # The initial (the largest) is the registry's size: 1 + 3 felts replace 4. The others
+    # carry one felt more (the span's length).
+    sizes = [r.transaction_felts for r in registry]
+    assert [g.transaction_felts for g in guard] == [sizes[0], *(n + 1 for n in sizes[1:])]
+    plan = guard_split_plan(proof, 7)
+    assert plan.calls == tuple(guard)
+    assert (plan.constant_hash, plan.variable_hashes) == (
+        split_plan(proof, 7).constant_hash, split_plan(proof, 7).variable_hashes
+    )
+    full = guard_full_call(proof)
+    assert full.function == "verify_proof_full"
+    assert full.calldata == (len(full.calldata) - 1, 0, 0, 1, *monolith_calldata(proof))
+
+
+@pytest.mark.parametrize(
+    ("memory", "hasher", "stone", "settings_felts"),
+    [
+        ("strict", "keccak_160_lsb", "stone6", (0, 0, 1)),
+        ("relaxed", "keccak_160_lsb", "stone6", (1, 0, 1)),
+        ("cairo1", "keccak_248_lsb", "stone5", (2, 1, 0)),
+        ("strict", "blake2s_248_lsb", "stone6", (0, 1, 1)),
+    ],
+)
+def test_verifier_settings_follow_integritys_split_settings(
+    memory: str, hasher: str, stone: str, settings_felts: tuple[int, int, int]
+) -> None:
+    config = VerifierConfiguration("small", hasher, stone, memory)
+    assert verifier_settings(config) == settings_felts
+
+
+@pytest.mark.parametrize(
+    ("memory", "hasher", "stone"),
+    [
+        ("loose", "keccak_160_lsb", "stone6"),
+        ("strict", "blake2s_160_lsb", "stone6"),  # Integrity reports it as 248 bits
+        ("strict", "keccak_160_lsb", "stone7"),
+    ],
+)
+def test_settings_the_guard_cannot_check_are_refused(memory: str, hasher: str, stone: str) -> None:
+    with pytest.raises(UnsupportedProof, match="no verifier setting the guard can check"):
+        verifier_settings(VerifierConfiguration("small", hasher, stone, memory))

@@ -181,7 +181,7 @@ def _deploy(args: argparse.Namespace) -> int:
     network, rpc_url = resolve_network(args.network, args.rpc_url, os.environ)
     params_path, out = _paths(args, network)
     params = core.load_deploy_params(params_path, core.NETWORK_PROFILE)
-    artifacts = core.load_artifacts(args.contracts_dir, core.NETWORK_CONTRACTS)
+    artifacts = core.load_artifacts(args.contracts_dir, core.NETWORK_ARTIFACTS)
     program_hash, child_hash = args.program_hash, args.child_program_hash
     if program_hash is None or child_hash is None:
         default_direct, default_child = core.default_program_hashes()
@@ -243,7 +243,7 @@ def _print_result(result: DeployResult, *, dry_run: bool, out: Path) -> int:
     for name, address in result.addresses.items():
         later = " (not deployed yet)" if address in result.not_deployed else ""
         print(f"{name} {address:#066x}{later}")
-    print(f"FactRegistry {result.deployment.fact_registry:#066x}")
+    print(f"FactRegistry {result.deployment.fact_registry:#066x} (the router's: IntegrityGuard)")
     if not dry_run:
         print(f"deployment written to {out}", file=sys.stderr)
         return 0

@@ -1,5 +1,7 @@
-"""``obsqra-keeper integrity-calldata PROOF.json --out DIR [--split]``: a Stone proof as the
-calldata of the FactRegistry transactions that verify it on Starknet, one file each."""
+"""``obsqra-keeper integrity-calldata PROOF.json --out DIR [--split] [--target T]``: a Stone
+proof as the calldata of the transactions that verify it on Starknet, one file each: to
+Integrity's FactRegistry (default), to our IntegrityGuard (the router's registry) or to
+Integrity's CairoVerifier itself."""
 
 from __future__ import annotations
 
@@ -15,13 +17,19 @@ from prover.integrity import (
     Call,
     fact_of,
     full_verification_call,
+    guard_full_call,
+    guard_split_calls,
     new_job_id,
     parse_proof,
     security_bits,
     split_calldata,
     verification_hash,
+    verifier_call,
     verifier_config,
+    verifier_split_calls,
 )
+
+TARGETS = ("registry", "guard", "verifier")
 
 
 def register(sub: Any) -> None:
@@ -29,12 +37,14 @@ def register(sub: Any) -> None:
         "integrity-calldata",
         help="turn a Stone proof into Integrity's verification calldata, one file per tx",
         description="Parse PROOF.json (cpu_air_prover --generate_annotations output) and "
-        "write the whole calldata of each FactRegistry call, in call order, into DIR: "
-        "monolith.txt (verify_proof_full_and_register_fact) or, with --split, "
-        "00-initial.txt, 01-step.txt, ..., NN-final.txt (verify_proof_initial, "
-        "verify_proof_step..., verify_proof_final_and_register_fact). One felt per line. "
-        "Prints the fact hash the proof registers, its verifier configuration, security "
-        "bits and verification hash.",
+        "write the whole calldata of each call, in call order, into DIR: monolith.txt "
+        "(verify_proof_full_and_register_fact) or, with --split, 00-initial.txt, "
+        "01-step.txt, ..., NN-final.txt (verify_proof_initial, verify_proof_step..., "
+        "verify_proof_final_and_register_fact). --target guard writes the calls of our "
+        "IntegrityGuard (verify_proof_full / _initial / _step / _final, each one span: the "
+        "verifier's calldata), --target verifier those of Integrity's CairoVerifier. One "
+        "felt per line. Prints the fact hash the proof registers, its verifier "
+        "configuration, security bits and verification hash.",
     )
     parser.add_argument("proof", type=Path, metavar="PROOF.json")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -45,6 +55,13 @@ def register(sub: Any) -> None:
         metavar="N",
         help="Integrity job id of the split flow (default: a fresh random one; never reuse "
         "an id before its final call landed)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="registry",
+        help="whose calls: Integrity's FactRegistry (default), our IntegrityGuard (what the "
+        "router trusts) or Integrity's CairoVerifier",
     )
     parser.add_argument("--hex", action="store_true", help="0x-hex felts (default: decimal)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -78,10 +95,21 @@ def _file_names(calls: list[Call]) -> list[str]:
     return names
 
 
+def _calls(proof: Any, job_id: int, *, split: bool, target: str) -> list[Call]:
+    config = verifier_config(proof)
+    if target == "guard":
+        return guard_split_calls(proof, job_id) if split else [guard_full_call(proof)]
+    if target == "verifier":
+        if split:
+            return verifier_split_calls(proof, job_id)
+        return [verifier_call(full_verification_call(proof), config)]
+    return split_calldata(proof, job_id) if split else [full_verification_call(proof)]
+
+
 def _handle(args: argparse.Namespace) -> int:
     proof = parse_proof(_read_proof(args.proof))
     job_id = args.job_id if args.job_id is not None else new_job_id()
-    calls = split_calldata(proof, job_id) if args.split else [full_verification_call(proof)]
+    calls = _calls(proof, job_id, split=args.split, target=args.target)
     names = _file_names(calls) if args.split else ["monolith.txt"]
     args.out.mkdir(parents=True, exist_ok=True)
     render = hex if args.hex else str
@@ -106,6 +134,7 @@ def _handle(args: argparse.Namespace) -> int:
         "security_bits": security_bits(proof),
         "verification_hash": hex(verification_hash(proof)),
         "job_id": hex(job_id) if args.split else None,
+        "target": args.target,
         "transactions": written,
     }
     if args.json:
