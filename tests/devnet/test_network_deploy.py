@@ -256,8 +256,8 @@ def test_dry_run_lists_every_transaction_and_sends_none(
     # The account pays for the estimated ones; the deploys are left to the operator.
     (funds,) = [line for line in printed.err.splitlines() if "transaction(s) need" in line]
     assert f"account {fresh_chain.signer.account.address:#x} holds" in funds
-    assert "the 2 estimated transaction(s) need" in funds and "it can pay for them" in funds
-    assert "2 more could not be estimated" in funds
+    assert "the 3 estimated transaction(s) need" in funds and "it can pay for them" in funds
+    assert "3 more could not be estimated" in funds
 
 
 @pytest.mark.usefixtures("password_credential")

@@ -1,8 +1,8 @@
 """A registration the funds ran out in the middle of (issue 21), against Integrity's real
-FactRegistry on devnet: the keeper's account is drained after two of the six split
-transactions landed (a fee spike, simulated); the registrar then sends nothing, the job
-waits with ``insufficient_funds``; once the account is funded it resumes at the next
-step, and no step is paid for twice."""
+verifier on devnet, through the keeper's IntegrityGuard: the keeper's account is drained
+after two of the six split transactions landed (a fee spike, simulated); the registrar
+then sends nothing, the job waits with ``insufficient_funds``; once the account is funded
+it resumes at the next step, and no step is paid for twice."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ STEPS = 6  # the Fibonacci proof: initial, 4 steps, final
 async def test_a_registration_drained_between_steps_resumes_at_the_next_step_once_funded(
     integrity: IntegrityChain, tmp_path: Path
 ) -> None:
-    registry = await integrity.fresh_registry(next(_salts))
+    registry = await integrity.fresh_guard(next(_salts))  # the keeper sends through its guard
     store_path = tmp_path / "k.sqlite3"
     chain: ChainClient = integrity.client(KEEPER)
     registrar, jobs = build(store_path, chain, max_felts=5000, receipt_timeout_s=60)
