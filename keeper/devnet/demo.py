@@ -225,9 +225,8 @@ def progress_line(line: Mapping[str, Any]) -> str | None:
             return f"{who}fact registered (fee {_fee(line)})"
         case "job.proof_started":
             expected = line.get("expected_s")
-            return (
-                f"{who}proof started: {line.get('phase')}"
-                + (f" (recent proofs took ~{expected} s)" if expected is not None else "")
+            return f"{who}proof started" + (
+                f" (recent proofs took ~{expected} s)" if expected is not None else ""
             )
         case "job.proof_progress":
             expected = line.get("expected_s")

@@ -113,7 +113,7 @@ def test_the_real_path_demo_reports_progress_while_stone_proves(tmp_path: Path) 
     out = _run_demo("--epochs", "1", "--keep-dir", str(tmp_path / "demo"))
     assert "policy stone_only" in out and "facts from Integrity" in out, out[-3000:]
     lines = out.splitlines()
-    started = next(i for i, line in enumerate(lines) if "epoch 0: proof started: " in line)
+    started = next(i for i, line in enumerate(lines) if "epoch 0: proof started" in line)
     checked = next(i for i, line in enumerate(lines) if "proof pre-checked by swiftness" in line)
     progress = [line for line in lines[started:checked] if "  … Stone: " in line]
     assert progress, "\n".join(lines[started : checked + 1])
@@ -208,6 +208,9 @@ def test_progress_lines_for_the_job_pipeline_and_silence_otherwise() -> None:
     assert progress_line({**progress, "expected_s": None}) == (
         "epoch 1:   … Stone: proving 4096 steps (96 bits): 30 s"
     )
+    started = {"event": "job.proof_started", "epoch": 1, "phase": "starting", "expected_s": 66}
+    assert progress_line(started) == "epoch 1: proof started (recent proofs took ~66 s)"
+    assert progress_line({**started, "expected_s": None}) == "epoch 1: proof started"
 
 
 def test_allocation_executed_event_decoding() -> None:
