@@ -23,19 +23,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 import grpc.aio
 from apibara.protocol.proto import stream_pb2, stream_pb2_grpc
 from apibara.starknet.proto import filter_pb2, starknet_pb2, types_pb2
 from google.protobuf.message import DecodeError as ProtobufDecodeError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from keeper.core.logs import get_logger
 from keeper.stream.errors import StreamDisconnectedError, StreamError, StreamStalledError
 from keeper.stream.eventlog import Block, Cursor, EventLog, RawEvent
 from keeper.stream.events import ContractKind, EventMeta, event_selectors
+from keeper.stream.reconnect import ReconnectingGrpcSource
 
 FINALITY = {
     "pending": stream_pb2.DATA_STATUS_PENDING,
@@ -50,7 +50,6 @@ Progress = Callable[[str], None]
 
 # Between failed reconnects: full jitter over a window doubling from 0.5 s up to 30 s, with
 # a floor so that a dead server is never hammered; never past the stall deadline.
-_RECONNECT_WAIT = wait_random_exponential(multiplier=0.5, max=30.0, min=0.25)
 
 
 def felt_to_proto(value: int) -> Any:
@@ -143,7 +142,7 @@ def _insecure_or_tls(url: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(url.removeprefix("http://"))
 
 
-class ApibaraSource:
+class ApibaraSource(ReconnectingGrpcSource):
     """Follows the chain through an Apibara DNA v1alpha2 stream into an ``EventLog``."""
 
     name = "apibara"
@@ -180,32 +179,6 @@ class ApibaraSource:
         self._last_message = clock()
         self._messages = 0  # received since start: tells a working connection from a failed one
 
-    def starting_cursor(self) -> Cursor | None:
-        stored = self._log.cursor()
-        if stored is not None:
-            return stored
-        if self._start_block > 0:
-            return Cursor(self._start_block - 1)
-        return None
-
-    async def run(self) -> None:
-        """Stream until cancelled; StreamStalledError (or a protocol error) ends it."""
-        self._last_message = self._clock()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((grpc.aio.AioRpcError, StreamDisconnectedError)),
-            wait=lambda state: min(_RECONNECT_WAIT(state), self._remaining()),
-            stop=lambda state: self._remaining() <= 0,
-            before_sleep=self._reconnecting,
-            retry_error_callback=self._give_up,
-            sleep=self._sleep,
-        )
-        while True:  # one retry sequence per outage: it ends when a connection worked
-            async for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self._check_stall()  # the wait may have used up the deadline
-                    await self._stream_until_dropped()
-
     async def _stream_until_dropped(self) -> None:
         """One connection. Returns when one that delivered messages drops (the caller
         reconnects at once); raises when none came (the caller backs off)."""
@@ -217,11 +190,6 @@ class ApibaraSource:
                 raise
             self._disconnected(exc, retry_in_s=0.0)
 
-    def _reconnecting(self, state: RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        assert isinstance(failure, grpc.aio.AioRpcError | StreamDisconnectedError)
-        self._disconnected(failure, retry_in_s=state.upcoming_sleep)
-
     def _disconnected(
         self, exc: grpc.aio.AioRpcError | StreamDisconnectedError, *, retry_in_s: float
     ) -> None:
@@ -229,27 +197,12 @@ class ApibaraSource:
         _log.warning("stream.disconnected", url=self._url, error=detail, retry_in_s=retry_in_s)
         self._progress("disconnected")
 
-    def _give_up(self, state: RetryCallState) -> NoReturn:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        raise self._stalled() from failure
-
-    def _remaining(self) -> float:
-        return max(0.0, self._stall_deadline_s - (self._clock() - self._last_message))
-
-    def _check_stall(self) -> None:
-        if self._remaining() <= 0:
-            raise self._stalled()
-
     def _stalled(self) -> StreamStalledError:
         return StreamStalledError(
             f"no message from Apibara at {self._url} for {self._stall_deadline_s:g} s "
             "(not even a heartbeat): the stream is dead; check the server and its node; "
             "the keeper resumes from its stored cursor when restarted"
         )
-
-    def _progress(self, what: str) -> None:
-        if self._on_progress is not None:
-            self._on_progress(what)
 
     async def _stream_once(self) -> None:
         channel = self._channel_factory(self._url)

@@ -31,12 +31,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from keeper.core.errors import EX_CONFIG
 from keeper.core.logs import get_logger
@@ -60,6 +59,7 @@ from keeper.stream.errors import (
 )
 from keeper.stream.eventlog import Block, Cursor, EventLog, StreamPosition
 from keeper.stream.events import ContractKind
+from keeper.stream.reconnect import ReconnectingGrpcSource
 
 _log = get_logger("keeper.stream.dna")
 
@@ -76,7 +76,6 @@ BACKFILL_COALESCE_S = 0.05
 READ_AHEAD_MESSAGES = 1024
 # Between failed reconnects (and OUT_OF_RANGE retries): full jitter over a window doubling
 # from 0.5 s up to 30 s, with a floor; never past the stall deadline.
-_RECONNECT_WAIT = wait_random_exponential(multiplier=0.5, max=30.0, min=0.25)
 _AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
@@ -177,7 +176,7 @@ def _is_data(item: Any) -> bool:
     return isinstance(item, stream_pb2.StreamDataResponse) and item.HasField("data")
 
 
-class DnaSource:
+class DnaSource(ReconnectingGrpcSource):
     """Follows the chain through an Apibara DNA v2 stream into an ``EventLog``."""
 
     name = "dna"
@@ -225,32 +224,6 @@ class DnaSource:
     @property
     def url(self) -> str:
         return self._endpoint.display
-
-    def starting_cursor(self) -> Cursor | None:
-        stored = self._log.cursor()
-        if stored is not None:
-            return stored
-        if self._start_block > 0:
-            return Cursor(self._start_block - 1)
-        return None
-
-    async def run(self) -> None:
-        """Stream until cancelled; StreamStalledError (or a fatal error) ends it."""
-        self._last_message = self._clock()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((grpc.aio.AioRpcError, StreamDisconnectedError)),
-            wait=lambda state: min(_RECONNECT_WAIT(state), self._remaining()),
-            stop=lambda state: self._remaining() <= 0,
-            before_sleep=self._reconnecting,
-            retry_error_callback=self._give_up,
-            sleep=self._sleep,
-        )
-        while True:  # one retry sequence per outage: it ends when a connection worked
-            async for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self._check_stall()  # the wait may have used up the deadline
-                    await self._stream_until_dropped()
 
     async def _stream_until_dropped(self) -> None:
         """One connection. Returns when one that delivered messages drops, or after a
@@ -327,11 +300,6 @@ class DnaSource:
         self._last_message = self._clock()  # the server answered: it is alive
         self._progress("rewound")
 
-    def _reconnecting(self, state: RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        assert isinstance(failure, grpc.aio.AioRpcError | StreamDisconnectedError)
-        self._disconnected(failure, retry_in_s=state.upcoming_sleep)
-
     def _disconnected(
         self, exc: grpc.aio.AioRpcError | StreamDisconnectedError, *, retry_in_s: float
     ) -> None:
@@ -348,17 +316,6 @@ class DnaSource:
         _log.warning("stream.disconnected", url=self.url, error=detail, retry_in_s=retry_in_s)
         self._progress("disconnected")
 
-    def _give_up(self, state: RetryCallState) -> NoReturn:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        raise self._stalled() from failure
-
-    def _remaining(self) -> float:
-        return max(0.0, self._stall_deadline_s - (self._clock() - self._last_message))
-
-    def _check_stall(self) -> None:
-        if self._remaining() <= 0:
-            raise self._stalled()
-
     def _stalled(self) -> StreamStalledError:
         if self._out_of_range is not None:
             return StreamStalledError(
@@ -371,10 +328,6 @@ class DnaSource:
             "(not even a heartbeat): the stream is dead; check the server; the keeper "
             "resumes from its stored cursor when restarted"
         )
-
-    def _progress(self, what: str) -> None:
-        if self._on_progress is not None:
-            self._on_progress(what)
 
     async def _stream_once(self) -> None:
         channel = self._channel_factory(self._endpoint)
