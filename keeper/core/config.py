@@ -259,6 +259,19 @@ class JobsConfig(_Section):
         "reach the chain after it applies)",
     )
 
+    prove_ahead: bool = Field(
+        default=True,
+        description="prove the coming rebalance in the background as soon as its inputs are "
+        "on-chain (Stone only; registered only once it is due; discarded if the inputs "
+        "change first), so a due rebalance needs only its transactions",
+    )
+    prove_ahead_niceness: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="scheduling niceness of the Stone process of a proof made ahead",
+    )
+
     @model_validator(mode="after")
     def _max_not_below_base(self) -> JobsConfig:
         if self.retry_cooldown_max_s < self.retry_cooldown_s:

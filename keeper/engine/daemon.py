@@ -49,6 +49,7 @@ from keeper.core.config import KeeperConfig, load_config
 from keeper.core.errors import ConfigError, KeeperError, ObsqraError, StoreError
 from keeper.core.logs import configure_logging, get_logger
 from keeper.devnet.dev_prover import DevProver, is_starknet_devnet
+from keeper.engine.ahead import AheadProver
 from keeper.engine.funds_guard import FundsGuard
 from keeper.engine.policy import (
     Decision,
@@ -65,6 +66,7 @@ from keeper.engine.worker import JobWorker, ProgramIdentity, ProofCheck
 from keeper.ops.health import HealthServer, HealthState
 from keeper.ops.metrics import KeeperMetrics
 from keeper.ops.notify import SystemdNotifier, watchdog_interval
+from keeper.store.ahead import AheadStore
 from keeper.store.db import Store, open_store
 from keeper.store.governance import GovernanceTracker, model_params_changes, model_params_values
 from keeper.store.jobs import Job, JobState, JobStore
@@ -95,7 +97,8 @@ from prover.errors import InfeasibleAllocation
 from prover.model import compute_allocation
 from prover.policy import ProofAttempt
 from prover.program import DEFAULT_LAYOUT, compiled_program
-from prover.settings import POLICY_PROVERS
+from prover.settings import POLICY_PROVERS, ProverSettings
+from prover.stone import StoneRunner
 from prover.stone_tools import describe_generation
 from prover.swiftness import SwiftnessError, SwiftnessRunner, swiftness_program_hash
 from prover.swiftness import VerifierConfig as SwiftnessBuild
@@ -148,6 +151,8 @@ class Keeper:
         # Atlantic's facts are not trusted (issue 18): its policies prove with Stone only.
         self._atlantic_closed = False
         self._proving_bits: int | None = None
+        self._ahead_settings: ProverSettings | None = None
+        self._ahead_store: AheadStore
         self._last_attempt: dict[str, bool] = {}  # prover -> did its last attempt succeed
         self._node_down_since: float | None = None
         # Who got no answer from the node ("stream", "pipeline"), since when (Unix time).
@@ -222,6 +227,11 @@ class Keeper:
         )
         await self._set_up_fact_registration(info.chain_name, state.governance, ledger)
         await self._set_up_funds(ledger)
+        self._ahead_store = AheadStore(self.store, ledger)
+        for stopped in self._ahead_store.interrupted():
+            _log.info("ahead.proof_discarded", proof_id=stopped.id, epoch=stopped.epoch,
+                      reason=stopped.reason)
+            self.metrics.ahead_proof("discarded", stopped.cpu_s)
         await self._rebuild_proving(state.governance.min_security_bits)
         self._apply_governance(state)
 
@@ -419,6 +429,52 @@ class Keeper:
             atlantic_credit=None if previous is None else previous.atlantic_credit,
         )
         self._proving_bits = min_security_bits
+        await self._rebuild_ahead(settings, min_security_bits)
+
+    async def _rebuild_ahead(self, settings: ProverSettings, min_security_bits: int) -> None:
+        """The prover of proofs made ahead (jobs.prove_ahead), for these Stone settings and
+        bits; proofs made under other ones are discarded (the router would refuse them, or
+        they are not what a job would prove now)."""
+        ahead_settings = settings.model_copy(
+            update={"niceness": self.cfg.jobs.prove_ahead_niceness}
+        )
+        wanted = (
+            self.cfg.jobs.prove_ahead
+            and self.cfg.prover.policy not in ("dev", "atlantic_only")
+            and settings.stone_prover_path is not None
+            and settings.stone_verifier_path is not None
+        )
+        current = self.worker.ahead
+        if current is not None and wanted and self._ahead_settings == ahead_settings:
+            return
+        if current is not None:
+            await current.discard_all("the prover settings or the router's minimum bits changed")
+        self.worker.ahead = None
+        self._ahead_settings = ahead_settings
+        if not wanted:
+            return
+        self.worker.ahead = AheadProver(
+            store=self._ahead_store,
+            router=self._router,
+            program_hash=self.program.program_hash,
+            stone=StoneRunner(ahead_settings),
+            min_security_bits=min_security_bits,
+            work_dir=self.cfg.prover.work_dir or self.cfg.store.path.parent / "work",
+            precheck=self._ahead_precheck,
+            metrics=self.metrics,
+        )
+
+    async def _ahead_precheck(self, proof_path: Path, outputs: list[int]) -> None:
+        """swiftness on a proof made ahead, like the worker's check of any Stone proof."""
+        check = self.worker.swiftness
+        if check is None:
+            return
+        await check.runner.precheck(
+            proof_path,
+            stone_version=check.stone_version,
+            expected_program_hash=self.program.swiftness_program_hash,
+            expected_outputs=outputs,
+        )
 
     # ------------------------------------------------------------------ governance
     def _apply_governance(self, state: RouterState) -> None:
@@ -555,6 +611,21 @@ class Keeper:
                     trigger=decision.trigger,
                     reason=decision.reason,
                 )
+        elif self._proves_ahead(state.epoch) and model is not None:
+            assert self.worker.ahead is not None
+            await self.worker.ahead.consider(state.epoch, inputs)
+
+    def _proves_ahead(self, epoch: int) -> bool:
+        """Whether to make the coming rebalance's proof now: a prover for it, the router
+        accepts Stone's proofs of our program, and no job of the epoch is open (an open
+        job proves for itself)."""
+        accepted = self.worker.accepted
+        return (
+            self.worker.ahead is not None
+            and accepted is not None
+            and accepted.accepts("stone")
+            and epoch not in self.jobs.open_epochs(self._router)
+        )
 
     async def _decide_with_pending_changes(
         self,
@@ -863,6 +934,8 @@ async def run_keeper(
         _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_BOUND_S)
         if pending:
             _log.error("keeper.shutdown_timeout", pending=[t.get_name() for t in pending])
+        if keeper.worker.ahead is not None:
+            await keeper.worker.ahead.close("the keeper stopped while it was being made")
     if keeper._atlantic is not None:
         await keeper._atlantic.aclose()
     keeper.store.close()

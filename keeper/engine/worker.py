@@ -73,6 +73,7 @@ from keeper.engine.acceptance import (
     pick_listed,
     requirement,
 )
+from keeper.engine.ahead import AheadProver
 from keeper.engine.funds import INSUFFICIENT_FUNDS
 from keeper.engine.funds_guard import FundsGuard
 from keeper.engine.policy import AcceptedProvers
@@ -84,6 +85,7 @@ from keeper.engine.registrar import (
 )
 from keeper.engine.retries import RetryRules
 from keeper.ops.metrics import KeeperMetrics
+from keeper.store.ahead import AheadProof
 from keeper.store.jobs import Job, JobState, JobStore, StaleJobState
 from keeper.store.ledger import CostEntry, Ledger
 from prover import facts
@@ -174,6 +176,7 @@ class JobWorker:
         self.swiftness: ProofCheck | None = None  # set by the daemon for Stone policies
         self.registrar: IntegrityRegistrar | None = None  # set by the daemon for Stone
         self.funds: FundsGuard | None = None  # set by the daemon: no tx a job cannot finish
+        self.ahead: AheadProver | None = None  # set by the daemon: proofs made ahead
         self._proving_job: Job | None = None
 
     # ---------------------------------------------------------------------- dispatch
@@ -299,6 +302,10 @@ class JobWorker:
         inputs, state = await self._chain.allocation_inputs()
         if state.epoch != job.epoch:
             return self._jobs.supersede(job, f"the router is at epoch {state.epoch}")
+        if self.ahead is not None:
+            made = await self.ahead.take(job.id, job.epoch, inputs)
+            if made is not None:
+                return self._adopt(job, made)
         trace_dir = self._work_dir / job.id.replace(":", "_") / "trace"
         started = time.monotonic()
         result, cpu_s = await asyncio.to_thread(_trace_in_thread, inputs, trace_dir)
@@ -328,7 +335,51 @@ class JobWorker:
         faults.crash_point("traced")
         return job
 
+    def _adopt(self, job: Job, made: AheadProof) -> Job:
+        """detected → traced → proving → proved with a proof made ahead of exactly the
+        job's inputs (no trace, no prover run). A crash in between resumes in ``_prove``,
+        which finds the proof the job took."""
+        if job.state == JobState.DETECTED:
+            job = self._jobs.advance(
+                job,
+                JobState.TRACED,
+                detail=f"traced ahead (proof {made.id})",
+                inputs_json=made.inputs_json,
+                output_json=made.output_json,
+                trace_dir=made.trace_dir,
+                n_steps=made.n_steps,
+                program_hash=made.program_hash,
+            )
+        if job.state == JobState.TRACED:
+            job = self._jobs.advance(job, JobState.PROVING)
+        job = self._jobs.advance(
+            job,
+            JobState.PROVED,
+            detail=f"proved ahead (proof {made.id})",
+            prover="stone",
+            proof_path=made.proof_path,
+            fact_hash=made.fact_hash,
+            security_bits=made.security_bits,
+        )
+        _log.info("job.proved_ahead", proof_id=made.id, n_steps=made.n_steps)
+        faults.crash_point("proved")
+        return job
+
+    def _taken_ahead(self, job: Job) -> AheadProof | None:
+        """The proof made ahead this job took before a crash, if it proves the job's output."""
+        if self.ahead is None:
+            return None
+        made = self.ahead.used_by(job.id)
+        if made is None or made.output_json != job.output_json:
+            return None
+        return made
+
     async def _prove(self, job: Job) -> Job:
+        taken = self._taken_ahead(job)
+        if taken is not None:
+            return self._adopt(job, taken)
+        if self.ahead is not None:
+            await self.ahead.make_way("a job needs the prover")  # one prover at a time
         if job.state == JobState.TRACED:
             job = self._jobs.advance(job, JobState.PROVING)
         accepted = self.accepted
@@ -535,6 +586,15 @@ class JobWorker:
                 verification_hash=verification,
                 security_bits=bits,
             )
+        if job.prover == "stone" and await self._inputs_changed(job):
+            return self._fail(
+                job,
+                "stale_output",
+                "the router's inputs changed since the job traced: the router would refuse "
+                "this proof, so its fact is not registered; running the job again on the new "
+                "inputs",
+                rerun_now=True,
+            )
         if job.prover == "stone":
             return await self._register_with_integrity(
                 job, needed, gov.fact_registry, wanted.verification_hash
@@ -587,6 +647,18 @@ class JobWorker:
             f"a {job.prover} proof's fact is not registered and no registrar for it is set up "
             "(the dev registrar runs on a devnet with the dev policy only)",
         )
+
+    async def _inputs_changed(self, job: Job) -> bool:
+        """Whether the router's inputs are no longer those the job traced: the router
+        would refuse the proof (stale inputs commitment), so nothing is paid to register
+        it. (A job without recorded inputs has nothing to compare.)"""
+        if job.inputs_json is None:
+            return False
+        inputs, state = await self._chain.allocation_inputs()
+        if state.epoch != job.epoch:
+            return False  # the next step supersedes the job
+        now = json.loads(json.dumps(inputs.to_json()))
+        return bool(now != json.loads(job.inputs_json))
 
     async def _register_with_integrity(
         self, job: Job, needed: Requirement, registry: int, wanted: int

@@ -197,6 +197,18 @@ class KeeperMetrics:
             "1 while a due rebalance waits for a pending governance change (timelock).",
             registry=reg,
         )
+        self._ahead = Counter(
+            "keeper_ahead_proofs",
+            "Proofs made ahead of a due rebalance, by what became of them (made, used, "
+            "discarded: their inputs changed first).",
+            ["outcome"],
+            registry=reg,
+        )
+        self._ahead_discarded_cpu = Counter(
+            "keeper_ahead_discarded_cpu_seconds",
+            "CPU seconds (trace + Stone) of proofs made ahead that no job used.",
+            registry=reg,
+        )
         build = Gauge("keeper_build_info", "The running keeper version.", ["version"], registry=reg)
         build.labels(version=_version()).set(1)
         self._job_states_seen: set[str] = set()
@@ -281,6 +293,11 @@ class KeeperMetrics:
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"due to executed must be a finite non-negative time, got {seconds!r}")
         self._due_to_executed.observe(seconds)
+
+    def ahead_proof(self, outcome: str, discarded_cpu_s: float) -> None:
+        self._ahead.labels(outcome=outcome).inc()
+        if discarded_cpu_s > 0:
+            self._ahead_discarded_cpu.inc(discarded_cpu_s)
 
     def stream_progressed(self, ts: float) -> None:
         """``ts``: Unix time (seconds) the stream advanced."""

@@ -148,6 +148,12 @@ def render(report: CostReport, *, listed: int | None = DEFAULT_LISTED_ALLOCATION
             f"Atlantic USD {_usd(per.atlantic_usd)}, L2 fees {_fees(per.fees)}; "
             f"as if every proof had gone to Atlantic: USD {_usd(per.as_if_atlantic_usd)}"
         )
+    if report.total.discarded:
+        out.append(
+            f"proofs made ahead and discarded (their inputs changed before the rebalance): "
+            f"{report.total.discarded} rows, {report.total.discarded_cpu_s:.1f} cpu s "
+            "(counted in the totals above)"
+        )
     out += _unpriced_note(report)
     if report.allocations:
         out.append("")

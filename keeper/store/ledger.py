@@ -30,10 +30,11 @@ from keeper.store.db import Store
 from prover.settings import JOB_SIZES, atlantic_job_size
 
 CostKind = Literal["trace", "proof", "fact_registration", "execution"]
-CostOutcome = Literal["ok", "failed"]
+# discarded: a proof made ahead that no job used (its inputs changed): its CPU still counts.
+CostOutcome = Literal["ok", "failed", "discarded"]
 
 COST_KINDS: tuple[CostKind, ...] = ("trace", "proof", "fact_registration", "execution")
-COST_OUTCOMES: tuple[CostOutcome, ...] = ("ok", "failed")
+COST_OUTCOMES: tuple[CostOutcome, ...] = ("ok", "failed", "discarded")
 PROVERS = ("stone", "atlantic", "dev")
 FEE_UNITS = ("FRI", "WEI")
 UNATTRIBUTED = "unattributed"
@@ -106,6 +107,8 @@ def _non_negative_int(name: str, value: object) -> None:
 class Totals:
     rows: int = 0
     failed: int = 0
+    discarded: int = 0  # rows of proofs made ahead that no job used
+    discarded_cpu_s: float = 0.0
     wall_s: float = 0.0
     cpu_s: float = 0.0
     atlantic_usd: Decimal = Decimal(0)  # recorded prices of Atlantic proof attempts
@@ -119,6 +122,8 @@ class Totals:
         return {
             "rows": self.rows,
             "failed": self.failed,
+            "discarded": self.discarded,
+            "discarded_cpu_s": round(self.discarded_cpu_s, 3),
             "wall_s": round(self.wall_s, 3),
             "cpu_s": round(self.cpu_s, 3),
             "atlantic_usd": str(self.atlantic_usd),
@@ -512,8 +517,11 @@ def _as_if_atlantic(
 
 def _add(totals: Totals, row: Mapping[str, Any], as_if: Decimal | str | None) -> None:
     totals.rows += 1
-    if row["outcome"] != "ok":
+    if row["outcome"] == "failed":
         totals.failed += 1
+    elif row["outcome"] == "discarded":
+        totals.discarded += 1
+        totals.discarded_cpu_s += row["cpu_s"] or 0.0
     totals.wall_s += row["wall_s"] or 0.0
     totals.cpu_s += row["cpu_s"] or 0.0
     if row["prover"] == "atlantic" and row["kind"] == "proof":

@@ -213,4 +213,40 @@ _GOVERNANCE_PROPOSALS_CONTRACT_V6 = _sql(
 MIGRATIONS.append(
     Migration(6, "governance_proposals_contract", _GOVERNANCE_PROPOSALS_CONTRACT_V6)
 )
+
+# Migration 7: proofs made ahead of a due rebalance (keeper.store.ahead): at most one live
+# proof per (router, epoch, inputs commitment, program, bits); a discarded one (its inputs
+# changed, the keeper stopped during it) frees the key. ``costs.outcome`` gains
+# 'discarded': the CPU of a proof nobody used, still counted.
+_AHEAD_PROOFS_V7 = _sql(
+    """CREATE TABLE ahead_proofs (
+        id INTEGER PRIMARY KEY,
+        router TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        inputs_commitment TEXT NOT NULL,    -- 0x-hex: the model's Pedersen commitment
+        program_hash TEXT NOT NULL,
+        min_security_bits INTEGER NOT NULL, -- the router's minimum the proof was made for
+        state TEXT NOT NULL,                -- proving | ready | used | discarded
+        inputs_json TEXT NOT NULL,
+        output_json TEXT,
+        trace_dir TEXT,
+        n_steps INTEGER,
+        proof_path TEXT,
+        fact_hash TEXT,
+        security_bits INTEGER,
+        proof_bytes INTEGER,
+        trace_wall_s REAL,
+        trace_cpu_s REAL,
+        proof_wall_s REAL,
+        proof_cpu_s REAL,
+        used_by TEXT REFERENCES jobs (id),
+        reason TEXT,                        -- why it was discarded
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+    )""",
+    "CREATE UNIQUE INDEX ahead_proofs_live ON ahead_proofs "
+    "(router, epoch, inputs_commitment, program_hash, min_security_bits) "
+    "WHERE state IN ('proving', 'ready', 'used')",
+)
+MIGRATIONS.append(Migration(7, "ahead_proofs", _AHEAD_PROOFS_V7))
 MIGRATIONS.sort(key=lambda m: m.version)
