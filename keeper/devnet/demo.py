@@ -437,6 +437,49 @@ class DemoRun:
         tx_hash = await devnet_deploy.invoke(owner, calls)
         return index, metrics, tx_hash
 
+    async def nudge_and_maybe_request(self, round_no: int, *, request: bool) -> None:
+        """New inputs too close to the current ones to make a rebalance due by drift:
+        protocol ``round_no % n``'s APY up by ``round_no + 1`` bps (an oracle snapshot),
+        with the owner's ``request_rebalance`` in the same multicall when ``request``."""
+        from starknet_py.net.full_node_client import FullNodeClient
+
+        devnet, deployment = self._require_devnet(), self._require_deployment()
+        risk_engine = deployment.address("RiskEngine")
+        client = FullNodeClient(node_url=devnet.url)
+        current = list(await devnet_deploy.call_view(client, risk_engine, "get_inputs"))
+        width = len(devnet_deploy.PROTOCOL_FIELDS)
+        count = current[0]
+        index = round_no % count
+        row = current[1 + width * index : 1 + width * (index + 1)]
+        metrics = dict(zip(devnet_deploy.PROTOCOL_FIELDS, row, strict=True))
+        metrics["apy_bps"] += round_no + 1
+        calls = [
+            devnet_deploy.make_call(
+                risk_engine, "set_all_metrics", with_protocol_replaced(current, index, metrics)
+            )
+        ]
+        if request:
+            calls.append(
+                devnet_deploy.make_call(
+                    deployment.address("StrategyRouterV2"), "request_rebalance"
+                )
+            )
+        owner = devnet_deploy.make_account(
+            devnet.url, devnet.accounts[OWNER_INDEX], deployment.chain_id
+        )
+        await devnet_deploy.invoke(owner, calls)
+
+    async def request_rebalance(self) -> None:
+        """The owner's ``request_rebalance`` alone."""
+        devnet, deployment = self._require_devnet(), self._require_deployment()
+        owner = devnet_deploy.make_account(
+            devnet.url, devnet.accounts[OWNER_INDEX], deployment.chain_id
+        )
+        await devnet_deploy.invoke(
+            owner,
+            [devnet_deploy.make_call(deployment.address("StrategyRouterV2"), "request_rebalance")],
+        )
+
     async def wait_for_epoch(self, target: int, deadline_s: float) -> None:
         """Until the router reaches ``target``, printing the keeper's progress meanwhile."""
         keeper = self._require_keeper()

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from keeper.cli.main import main
+from keeper.store.ahead import AheadKey, AheadStore, Proved, Traced
 from keeper.store.db import open_store
 from keeper.store.jobs import JobState, JobStore
+from keeper.store.ledger import Ledger
 
 ROUTER = 0x1
 
@@ -110,3 +112,21 @@ def test_jobs_without_a_store_says_so(tmp_path: Path, capsys: pytest.CaptureFixt
     config = _config(tmp_path, tmp_path / "absent.sqlite3")
     assert main(["jobs", "--config", str(config)]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_jobs_names_the_proofs_made_ahead_that_wait_for_their_rebalance(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open_store(tmp_path / "keeper.sqlite3") as store:
+        ahead = AheadStore(store, Ledger(store))
+        ready = ahead.begin(AheadKey(hex(ROUTER), 5, "0xabcdef0123456789", "0x9", 96), "{}")
+        making = ahead.begin(AheadKey(hex(ROUTER), 5, "0x777", "0x9", 96), "{}")
+        assert ready and making
+        ahead.ready(ahead.traced(ready, Traced("[]", "/t", 4096, 1.0, 2.5)),
+                    Proved("/t/p.json", "0xf", 96, 10, 30.0, 60.0))
+    assert main(["jobs", "--config", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "proof made ahead for epoch 5: ready (inputs 0xabcdef0123…, 62.5 cpu s)" in out[-2]
+    assert out[-1] == "proof made ahead for epoch 5: being made (inputs 0x777…)"
+    assert main(["jobs", "--config", str(config), "--json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)  # the JSON shape is kept

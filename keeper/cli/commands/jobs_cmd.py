@@ -17,8 +17,10 @@ from keeper.cli.tables import format_table
 from keeper.core.config import config_path_from, load_config
 from keeper.core.errors import UsageError
 from keeper.engine.funds import INSUFFICIENT_FUNDS
+from keeper.store.ahead import AheadProof, AheadStore
 from keeper.store.db import open_existing_store
 from keeper.store.jobs import Job, JobState, JobStore
+from keeper.store.ledger import Ledger
 
 
 def register(sub: Any) -> None:
@@ -95,12 +97,14 @@ def _list(args: argparse.Namespace) -> int:
     cfg = load_config(config_path_from(args.config, os.environ), os.environ)
     with open_existing_store(cfg.store.path) as store:
         jobs = JobStore(store).recent(args.limit)
+        ahead = AheadStore(store, Ledger(store)).live(hex(int(cfg.chain.router_address, 16)))
     rows = [job_summary(job) for job in jobs]
     if args.json:
         print(json.dumps(rows))
         return 0
+    notes = [ahead_line(proof) for proof in ahead]
     if not rows:
-        print("no jobs yet")
+        print("\n".join(["no jobs yet", *notes]))
         return 0
     header = ("epoch", "state", "run", "attempts", "prover", "next run", "reason")
     table = [
@@ -115,8 +119,19 @@ def _list(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
-    print("\n".join(format_table(header, table)))
+    print("\n".join([*format_table(header, table), *notes]))
     return 0
+
+
+def ahead_line(proof: AheadProof) -> str:
+    """One line on a proof made ahead that no job has taken yet."""
+    inputs = f"inputs {proof.inputs_commitment[:12]}…"
+    if proof.state == "ready":
+        return (
+            f"proof made ahead for epoch {proof.epoch}: ready ({inputs}, "
+            f"{proof.cpu_s:.1f} cpu s); the rebalance will only register and execute it"
+        )
+    return f"proof made ahead for epoch {proof.epoch}: being made ({inputs})"
 
 
 def _retry(args: argparse.Namespace) -> int:
