@@ -418,6 +418,9 @@ class Keeper:
             self._atlantic = None
         if self.cfg.prover.policy == "dev":
             self.worker.proving = None
+            if self.worker.ahead is not None:  # a reload to the dev policy: Stone no more
+                await self.worker.ahead.discard_all("the prover policy is dev now")
+                self.worker.ahead = None
             return
         settings = self.cfg.prover.runtime(
             self.cfg.secrets, required_security_bits=min_security_bits

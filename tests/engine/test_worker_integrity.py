@@ -4,6 +4,8 @@ router's direct pin, its verification hash then stored for the execution."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobState, JobStore
 from keeper.store.ledger import Ledger
 from prover import facts
+from prover.model import AllocationInputs, load_inputs
 from prover.swiftness import SwiftnessProofRejectedError
 from tests.support.governance import DIRECT_PIN, make_governance
 
+ROOT = Path(__file__).resolve().parents[2]
 REGISTRY, PROGRAM = 0x4E6, 0x1
 OUTPUT = [7, 8]
 FACT = facts.direct_fact(PROGRAM, OUTPUT)
@@ -158,4 +162,52 @@ def _accepting() -> Any:
 
     return accepted_provers(
         GOVERNANCE, program_hash=PROGRAM, child_program_hash=0x2, policy="stone_only"
+    )
+
+
+class ChainWithNewInputs(FakeChain):
+    """The router's inputs now: another APY than the job traced."""
+
+    def __init__(self, inputs: AllocationInputs) -> None:
+        super().__init__()
+        self.inputs = inputs
+
+    async def allocation_inputs(self) -> tuple[AllocationInputs, RouterState]:
+        return self.inputs, await self.router_state()
+
+
+async def test_no_registration_is_paid_for_a_proof_of_inputs_that_changed(
+    jobs: JobStore,
+) -> None:
+    traced = load_inputs(ROOT / "config" / "devnet_inputs.json")
+    first = traced.protocols[0]
+    now = dataclasses.replace(
+        traced, protocols=(dataclasses.replace(first, apy_bps=first.apy_bps + 1),
+                           *traced.protocols[1:])
+    )
+    job = _proved(jobs)
+    job = jobs.set_columns(job, inputs_json=json.dumps(traced.to_json()))
+    chain = ChainWithNewInputs(now)
+    worker = _worker(jobs, chain)
+    registrar = FakeRegistrar(chain)
+    worker.registrar = registrar  # type: ignore[assignment]
+    after = await worker.step(job)
+    assert (after.state, after.failure_code, registrar.calls) == (
+        JobState.FAILED, "stale_output", 0
+    )
+    assert after.paid_failures == 0 and after.retry_after is not None  # runs again at once
+    # The same inputs as traced: the registration goes ahead.
+    chain.inputs = traced
+    job = _proved_again(jobs, after, traced)
+    assert (await worker.step(job)).state == JobState.PROVED and registrar.calls == 1
+
+
+def _proved_again(jobs: JobStore, failed: Job, inputs: AllocationInputs) -> Job:
+    job = jobs.reopen(failed, "test")
+    job = jobs.advance(job, JobState.TRACED, output_json='["7", "8"]',
+                       inputs_json=json.dumps(inputs.to_json()))
+    job = jobs.advance(job, JobState.PROVING)
+    return jobs.advance(
+        job, JobState.PROVED, prover="stone", proof_path="/p.json", fact_hash=hex(FACT),
+        security_bits=96,
     )
