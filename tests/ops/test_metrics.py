@@ -44,6 +44,8 @@ SERIES = [
     "keeper_due_to_executed_seconds",
     "keeper_stream_last_progress_timestamp_seconds",
     "keeper_waiting_for_governance",
+    "keeper_ahead_proofs_total",
+    "keeper_ahead_discarded_cpu_seconds_total",
 ]
 
 
@@ -86,6 +88,8 @@ def exercised() -> KeeperMetrics:
     m.due_to_executed(95.0)
     m.stream_progressed(1_700_000_100.0)
     m.waiting_for_governance(True)
+    m.ahead_proof("made", 0.0)
+    m.ahead_proof("discarded", 70.5)
     return m
 
 
@@ -96,6 +100,15 @@ def test_every_named_series_is_exposed() -> None:
         # The parser names counter families without the _total suffix.
         assert name in families or name.removesuffix("_total") in families, name
         assert name in text, name
+
+
+def test_proofs_made_ahead_count_by_outcome_and_discarded_cpu() -> None:
+    m = exercised()
+    m.ahead_proof("discarded", 1.5)
+    m.ahead_proof("used", 0.0)
+    assert value(m, "keeper_ahead_proofs_total", outcome="discarded") == 2
+    assert value(m, "keeper_ahead_proofs_total", outcome="used") == 1
+    assert value(m, "keeper_ahead_discarded_cpu_seconds_total") == 72.0
 
 
 def test_the_funds_series_read_in_strk() -> None:
