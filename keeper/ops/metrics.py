@@ -204,6 +204,8 @@ class KeeperMetrics:
             ["outcome"],
             registry=reg,
         )
+        for outcome in ("made", "used", "discarded"):
+            self._ahead.labels(outcome=outcome)  # 0 from the start: rates need a first sample
         self._ahead_discarded_cpu = Counter(
             "keeper_ahead_discarded_cpu_seconds",
             "CPU seconds (trace + Stone) of proofs made ahead that no job used.",
