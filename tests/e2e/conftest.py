@@ -6,6 +6,7 @@ skipped with the reason when Integrity's compiled classes are absent)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from keeper.devnet import deploy as devnet_deploy
+from prover.stone_tools import locate_stone
 from tests.contracts import conftest as _contracts
 from tests.contracts.conftest import AbiCodec, Deployed, deploy_fresh
 from tests.support.devnet import Devnet
@@ -36,6 +38,22 @@ async def deployed(deploy_real: DeployReal) -> Deployed:
 @pytest.fixture
 def keeper_dir(tmp_path: Path) -> Path:
     return tmp_path / "keeper"
+
+
+@pytest.fixture
+def stone_env() -> dict[str, str]:
+    """The real Stone's binaries for the keeper; asked for first, so a machine without
+    Stone skips before anything is deployed."""
+    found = locate_stone(os.environ)
+    if found is None:
+        pytest.skip(
+            "no real Stone: `make setup` installs it from ../shared/stone/bin (or "
+            "STONE_DIST); or set KEEPER_PROVER__STONE_PROVER_PATH and …_VERIFIER_PATH"
+        )
+    return {
+        "KEEPER_PROVER__STONE_PROVER_PATH": str(found.prover),
+        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(found.verifier),
+    }
 
 
 DeployReal = Callable[..., Awaitable[Deployed]]

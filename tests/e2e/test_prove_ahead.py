@@ -17,7 +17,6 @@ bits (96 bits; about half the default's prover CPU) to keep the suite's time dow
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ import pytest
 
 from keeper.devnet.process import KeeperProcess
 from prover import model
-from prover.stone_tools import locate_stone
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     KeeperSetup,
@@ -48,26 +46,14 @@ FAST_SHAPE = {
 }
 
 
-@pytest.fixture
-def stone_env() -> dict[str, str]:
-    found = locate_stone(os.environ)
-    if found is None:
-        pytest.skip(
-            "no real Stone: `make setup` installs it from ../shared/stone/bin (or "
-            "STONE_DIST); or set KEEPER_PROVER__STONE_PROVER_PATH and …_VERIFIER_PATH"
-        )
-    return {
-        "KEEPER_PROVER__STONE_PROVER_PATH": str(found.prover),
-        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(found.verifier),
-        **FAST_SHAPE,
-    }
-
 
 async def test_proofs_made_ahead_survive_a_kill_are_discarded_on_new_inputs_and_used_when_due(
     stone_env: dict[str, str], deployed_with_integrity: Deployed, keeper_dir: Path
 ) -> None:
     deployed = deployed_with_integrity
-    setup = KeeperSetup(deployed, keeper_dir, policy="stone_only", extra_env=stone_env)
+    setup = KeeperSetup(
+        deployed, keeper_dir, policy="stone_only", extra_env={**stone_env, **FAST_SHAPE}
+    )
     seen_provers: set[int] = set()
 
     def one_prover(keeper: KeeperProcess) -> dict[int, int]:

@@ -12,14 +12,12 @@ where no Stone or no Integrity classes are there.
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import pytest
 
 from prover import model
-from prover.stone_tools import locate_stone
 from tests.contracts.conftest import Deployed
 from tests.e2e.harness import (
     KeeperSetup,
@@ -36,21 +34,6 @@ pytestmark = [pytest.mark.devnet, pytest.mark.stone]
 EPOCHS = 3
 STONE_DEADLINE_S = 1800.0  # a real proof of the allocation trace, three times
 
-
-@pytest.fixture
-def stone_env() -> dict[str, str]:
-    """Stone's binaries for the keeper; asked for first, so a machine without Stone skips
-    before anything is deployed."""
-    found = locate_stone(os.environ)
-    if found is None:
-        pytest.skip(
-            "no real Stone: `make setup` installs it from ../shared/stone/bin (or "
-            "STONE_DIST); or set KEEPER_PROVER__STONE_PROVER_PATH and …_VERIFIER_PATH"
-        )
-    return {
-        "KEEPER_PROVER__STONE_PROVER_PATH": str(found.prover),
-        "KEEPER_PROVER__STONE_VERIFIER_PATH": str(found.verifier),
-    }
 
 
 async def test_three_epochs_through_stone_and_integrity(
