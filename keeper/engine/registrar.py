@@ -175,8 +175,17 @@ class IntegrityRegistrar:
     ) -> Progress:
         """Advance the registration of ``job``'s fact as far as it goes now."""
         prepared = await self._prepare(job, pin=pin, min_security_bits=min_security_bits)
+        # A transaction sent before a crash is settled first, even when the verification
+        # is there (it is what registered it): its row and its fee are recorded once.
+        earlier = self._in_flight(job)
+        unresolved = await self.settle_in_flight(job)
+        if unresolved is not None:
+            return unresolved
         if await self._is_registered(registry, prepared.verification_hash):
-            return Registered(prepared.verification_hash, prepared.bits, None)
+            final = None
+            if earlier is not None:
+                final = self._last_succeeded(job, int(earlier.integrity_job_id, 16))
+            return Registered(prepared.verification_hash, prepared.bits, final)
         restarts = 0
         while restarts <= _MAX_RESTARTS:
             job = self._jobs.require(job.id)
@@ -199,6 +208,24 @@ class IntegrityRegistrar:
             f"the Integrity job made no progress after {_MAX_RESTARTS} fresh reads of the "
             "chain; trying again at the next step"
         )
+
+    async def settle_in_flight(self, job: Job) -> Pending | None:
+        """Resolve ``job``'s registration transaction whose receipt is not known yet (sent
+        before a crash or a receipt timeout): its row gets its outcome and its fee goes to
+        the ledger, once. Pending while its receipt may still come; raises
+        ``RegistrationRevertedError`` when it reverted. For a caller that finds the
+        verification registered without calling ``register``: the transaction that
+        registered it may be this one, and its fee must not be lost."""
+        job = self._jobs.require(job.id)
+        if job.integrity_job_id is None:
+            return None
+        return await self._resolve_in_flight(job, int(job.integrity_job_id, 16))
+
+    def _in_flight(self, job: Job) -> RegistrationTx | None:
+        current = self._jobs.require(job.id)
+        if current.integrity_job_id is None:
+            return None
+        return self._log.in_flight(current.id, int(current.integrity_job_id, 16))
 
     async def _monolith(
         self, job: Job, registry: int, prepared: _Prepared, integrity_id: int

@@ -187,7 +187,7 @@ CRASHES = [
 
 def _crash_and_resume(
     integrity: IntegrityChain, tmp_path: Path, registry: int, crash_at: str, flow: str,
-    resume_flow: str | None = None,
+    resume_flow: str | None = None, resume: bool = True,
 ) -> None:
     store = tmp_path / "k.sqlite3"
     jobs = open_jobs(store)
@@ -208,6 +208,8 @@ def _crash_and_resume(
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert crashed.returncode == -9, crashed.stderr[-3000:]
+    if not resume:
+        return
     if resume_flow is not None:
         args[-1] = resume_flow
     resumed = subprocess.run(
@@ -275,3 +277,25 @@ def test_a_split_begun_before_the_setting_changed_to_auto_is_finished_as_a_split
     assert _rows(store) == [(step, "succeeded") for step in range(6)]
     assert "verify_proof_full" not in {function for _, _, function in _calls(store)}
     assert _fees(store) == [("fact_registration", "ok")] * 6
+
+
+def test_a_monolith_found_registered_after_a_crash_has_its_fee_settled_once(
+    integrity: IntegrityChain, tmp_path: Path
+) -> None:
+    """The worker finds the verification in the guard before it calls ``register``: the
+    monolith sent before the crash registered it, and ``settle_in_flight`` records it."""
+    registry = asyncio.run(integrity.fresh_guard(next(_salts)))
+    store = tmp_path / "k.sqlite3"
+    _crash_and_resume(integrity, tmp_path, registry, "registration_sent#1", "auto",
+                      resume=False)
+    (only,) = asyncio.run(integrity.verifications(registry, _fact(FIBONACCI)))
+    assert only[1] == 60  # it landed; the crashed keeper never read its receipt
+    assert _rows(store) == [(0, "sent")] and _fees(store) == []
+
+    registrar, jobs = build(store, integrity.client(KEEPER), max_felts=5000,
+                            receipt_timeout_s=60)
+    job = jobs.require("0xabc:1")
+    assert asyncio.run(registrar.settle_in_flight(job)) is None
+    assert asyncio.run(registrar.settle_in_flight(job)) is None  # nothing left to settle
+    assert _rows(store) == [(0, "succeeded")]
+    assert _fees(store) == [("fact_registration", "ok")]
