@@ -12,7 +12,7 @@ prints one JSON line (bench_guard.py compares the guard with Integrity's own Fac
     {"bench": "integrity", "log_n_cosets", "n_queries", "proof_of_work_bits",
      "fri_step_list", "security_bits", "program_words", "prove_wall_s", "prove_cpu_s",
      "l2_gas_total", "l2_gas_per_tx": [...], "felts_per_tx": [...], "max_tx_felts",
-     "register_wall_s", "monolith_l2_gas", "default": true|false}
+     "register_wall_s", "monolith_l2_gas", "monolith_register_wall_s", "default": true|false}
 
 ``default`` marks the configuration ProverSettings() proves with. With ``--breakdown`` a
 second line per configuration, ``{"bench": "integrity_breakdown", ...}``, says where the
@@ -355,6 +355,9 @@ def line(shape: Shape, proved: dict[str, Any], onchain: dict[str, Any] | None) -
         "max_tx_felts": max(felts),
         "register_wall_s": onchain["register_wall_s"] if onchain else None,
         "monolith_l2_gas": (onchain.get("monolith") or {}).get("l2_gas") if onchain else None,
+        "monolith_register_wall_s": (
+            (onchain.get("monolith") or {}).get("register_wall_s") if onchain else None
+        ),
         "default": shape.is_default(),
     }
 
