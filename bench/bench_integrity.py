@@ -5,21 +5,26 @@ For each configuration (log_n_cosets, PoW bits, last layer, FRI steps; n_queries
 from the required security bits) the script proves one allocation trace with the real
 Stone (KEEPER_PROVER__STONE_PROVER_PATH / _STONE_VERIFIER_PATH or PATH), verifies it on a
 devnet with Integrity's real contracts (../shared/integrity/classes, or
-$INTEGRITY_CLASSES_DIR) through the keeper's own registrar (keeper.engine.registrar, the
-split transactions it sends in production) through a fresh IntegrityGuard, and prints one
-JSON line (bench_guard.py compares the guard with Integrity's own FactRegistry):
+$INTEGRITY_CLASSES_DIR) through the keeper's own registrar (keeper.engine.registrar, its
+split transactions: ``chain.integrity_flow = "split"``) through a fresh IntegrityGuard, and
+prints one JSON line (bench_guard.py compares the guard with Integrity's own FactRegistry):
 
     {"bench": "integrity", "log_n_cosets", "n_queries", "proof_of_work_bits",
      "fri_step_list", "security_bits", "program_words", "prove_wall_s", "prove_cpu_s",
      "l2_gas_total", "l2_gas_per_tx": [...], "felts_per_tx": [...], "max_tx_felts",
-     "default": true|false}
+     "register_wall_s", "monolith_l2_gas", "monolith_register_wall_s", "default": true|false}
 
 ``default`` marks the configuration ProverSettings() proves with. With ``--breakdown`` a
 second line per configuration, ``{"bench": "integrity_breakdown", ...}``, says where the
 gas goes: the calldata felts per part of the proof (public memory / program bytecode,
 decommitments, FRI layers, OODS values), each transaction's L2 gas split by contract from
 ``starknet_traceTransaction`` (OODS evaluations run in their own contract), and, with
-``--monolith``, the same proof sent as one ``verify_proof_full_and_register_fact``.
+``--monolith``, the same proof sent as one transaction: ``monolith`` by the registrar
+through a fresh guard (what it sends when it fits, ``chain.integrity_flow = "auto"``;
+``fits_5000`` says whether it would on Starknet), ``monolith_fact_registry`` as
+``verify_proof_full_and_register_fact`` to Integrity's own FactRegistry.
+``register_wall_s`` is register() until Registered on devnet (blocks are instant there:
+it is the keeper's own time, simulation and fee estimates included, not a network's).
 
 Gas is the receipts' L2 gas (fees scale with a network's prices; devnet's is 1e9 FRI per
 unit). Times: prove_wall_s is wall-clock on whatever else the machine runs; prove_cpu_s
@@ -44,6 +49,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +60,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prover.integrity import parse_proof, split_calldata  # noqa: E402
+from prover.integrity import (  # noqa: E402
+    MAX_TRANSACTION_CALLDATA,
+    IntegrityFlow,
+    parse_proof,
+    split_calldata,
+)
 from prover.integrity.calldata import (  # noqa: E402
     ACCOUNT_CALL_OVERHEAD,
     calldata_parts,
@@ -226,44 +237,61 @@ async def verify_on_devnet(
 
     url = chain.devnet.url
     client = FullNodeClient(node_url=url)
-    work = Path(tempfile.mkdtemp(prefix="bench-integrity-store-"))
-    registrar, jobs = build(
-        work / "keeper.sqlite3", chain.client(KEEPER), max_felts=100_000, receipt_timeout_s=300
-    )  # the limit is reported (max_tx_felts), not enforced: devnet carries any size
     fact = parse_proof(json.loads(await asyncio.to_thread(proof_path.read_text)))
     from prover.integrity import fact_of
 
     await asyncio.to_thread(
         proof_path.with_suffix("").with_suffix(".fact").write_text, hex(fact_of(fact))
     )
-    job = proved_job(jobs, proof_path)
-    registry = await chain.fresh_guard(salt)  # the keeper's path: through IntegrityGuard
-    while True:
-        done = await registrar.register(
-            job, registry=registry, pin=PIN, min_security_bits=REQUIRED_BITS
-        )
-        if type(done).__name__ == "Registered":
-            break
-        await asyncio.sleep(0.2)
     names = {
-        registry: "IntegrityGuard",
         chain.deployment.verifier: "CairoVerifier",
         chain.deployment.oods: "LayoutOodsContract",
     }
-    txs = []
-    for row in RegistrationLog(jobs._store).for_job(job.id):
-        assert row.tx_hash is not None
-        receipt = await client.get_transaction_receipt(int(row.tx_hash, 16))
-        entry: dict[str, Any] = {
-            "function": row.function,
-            "felts": row.calldata_felts,
-            "l2_gas": int(receipt.execution_resources.l2_gas),
-        }
-        if breakdown:
-            entry["l2_gas_by_contract"] = gas_by_contract(url, row.tx_hash, names)
-        txs.append(entry)
-    result: dict[str, Any] = {"transactions": txs}
+
+    async def register(flow: IntegrityFlow, guard_salt: int) -> tuple[list[dict[str, Any]], float]:
+        """The keeper's registrar through a fresh IntegrityGuard; the limit is reported
+        (max_tx_felts), not enforced: devnet carries any size, so auto is the monolith."""
+        work = Path(tempfile.mkdtemp(prefix="bench-integrity-store-"))
+        registrar, jobs = build(
+            work / "keeper.sqlite3", chain.client(KEEPER), max_felts=100_000,
+            receipt_timeout_s=300, flow=flow,
+        )
+        job = proved_job(jobs, proof_path)
+        registry = await chain.fresh_guard(guard_salt)  # the keeper's path
+        names[registry] = "IntegrityGuard"
+        started = time.perf_counter()
+        while True:
+            done = await registrar.register(
+                job, registry=registry, pin=PIN, min_security_bits=REQUIRED_BITS
+            )
+            if type(done).__name__ == "Registered":
+                break
+            await asyncio.sleep(0.2)
+        wall = time.perf_counter() - started
+        txs = []
+        for row in RegistrationLog(jobs._store).for_job(job.id):
+            assert row.tx_hash is not None
+            receipt = await client.get_transaction_receipt(int(row.tx_hash, 16))
+            entry: dict[str, Any] = {
+                "function": row.function,
+                "felts": row.calldata_felts,
+                "l2_gas": int(receipt.execution_resources.l2_gas),
+            }
+            if breakdown:
+                entry["l2_gas_by_contract"] = gas_by_contract(url, row.tx_hash, names)
+            txs.append(entry)
+        return txs, wall
+
+    txs, split_wall = await register("split", salt)
+    result: dict[str, Any] = {"transactions": txs, "register_wall_s": round(split_wall, 2)}
     if monolith:
+        # What the keeper sends when it fits (chain.integrity_flow = auto): one
+        # verify_proof_full through the guard.
+        (full,), full_wall = await register("auto", salt + 200_000)
+        full["register_wall_s"] = round(full_wall, 2)
+        full["fits_5000"] = full["felts"] <= MAX_TRANSACTION_CALLDATA
+        result["monolith"] = full
+        # The same proof through Integrity's own FactRegistry (older lines compare this).
         call = full_verification_call(fact)
         other = await chain.fresh_registry(salt + 100_000)
         names[other] = "FactRegistry"
@@ -271,7 +299,7 @@ async def verify_on_devnet(
             chain.account(OWNER), [make_call(other, call.function, list(call.calldata))]
         )
         receipt = await client.get_transaction_receipt(tx_hash)
-        result["monolith"] = {
+        result["monolith_fact_registry"] = {
             "felts": call.transaction_felts,
             "l2_gas": int(receipt.execution_resources.l2_gas),
             "l2_gas_by_contract": gas_by_contract(url, hex(tx_hash), names) if breakdown else None,
@@ -325,6 +353,11 @@ def line(shape: Shape, proved: dict[str, Any], onchain: dict[str, Any] | None) -
         "l2_gas_per_tx": gas,
         "felts_per_tx": felts,
         "max_tx_felts": max(felts),
+        "register_wall_s": onchain["register_wall_s"] if onchain else None,
+        "monolith_l2_gas": (onchain.get("monolith") or {}).get("l2_gas") if onchain else None,
+        "monolith_register_wall_s": (
+            (onchain.get("monolith") or {}).get("register_wall_s") if onchain else None
+        ),
         "default": shape.is_default(),
     }
 
@@ -342,13 +375,14 @@ def breakdown_line(
         "monolith_felts": len(monolith.calldata) + ACCOUNT_CALL_OVERHEAD,
         "transactions": onchain["transactions"] if onchain else None,
         "monolith": onchain.get("monolith") if onchain else None,
+        "monolith_fact_registry": onchain.get("monolith_fact_registry") if onchain else None,
     }
 
 
 async def run(args: argparse.Namespace, work: Path) -> None:
     import os
 
-    from prover.stone import locate_stone
+    from prover.stone_tools import locate_stone
 
     binaries = locate_stone(os.environ)
     if binaries is None:
@@ -363,8 +397,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         )
         return
     base = ProverSettings(
-        stone_prover_path=binaries[0],
-        stone_verifier_path=binaries[1],
+        stone_prover_path=binaries.prover,
+        stone_verifier_path=binaries.verifier,
         required_security_bits=REQUIRED_BITS,
         timeout_s=3600.0,
     )

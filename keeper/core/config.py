@@ -124,6 +124,13 @@ class ChainConfig(_Section):
         "0.14: 5,000); an Integrity verification that needs more is refused before any "
         "transaction. Devnets do not enforce it",
     )
+    integrity_flow: Literal["auto", "split"] = Field(
+        default="auto",
+        description="how a Stone proof is verified through the IntegrityGuard: auto sends "
+        "the whole verification in one transaction (verify_proof_full, ~10 M L2 gas less) "
+        "when it fits max_calldata_felts, else the split transactions (initial, one per "
+        "FRI layer, final); split always sends the split transactions",
+    )
 
 
 def _ws_url(value: str) -> str:

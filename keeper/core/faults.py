@@ -36,6 +36,7 @@ POINTS: tuple[str, ...] = (
     "submitted",
     "confirmed",
     "registration_before_broadcast",
+    "registration_sent",
     "registration_confirmed",
 )
 

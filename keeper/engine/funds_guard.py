@@ -8,8 +8,9 @@
   every ``funds.poll_interval_s``.
 - ``hold``: before a job sends a transaction, do its remaining transactions fit in the
   balance? They are estimated together, in order, on the chain's state
-  (``ChainClient.estimate_sequence``: the registration steps still to send, then the
-  execution); the account must hold ``required_balance`` of them. If not, nothing is
+  (``ChainClient.estimate_sequence``: the registration transactions still to send, as
+  the registrar will send them: its one ``verify_proof_full`` or the split calls left,
+  then the execution); the account must hold ``required_balance`` of them. If not, nothing is
   sent: the job stays in its state (not failed, not parked) with ``failure_code``
   ``insufficient_funds`` and the reason (shown by ``jobs``), /healthz is degraded, one
   log line says so, and the daemon looks again at its next pass, so the job resumes by

@@ -3,21 +3,39 @@
 
 The guard (contracts/src/integrity_guard.cairo) drives the verifier it pins and records
 the verification from the verifier's own final report, only under its pinned settings;
-Integrity's public FactRegistry is not used: its labels can be forged (issue 18). A proof
-is verified in a sequence of guard transactions (split flow): ``verify_proof_initial``,
-``verify_proof_step`` (once per inner FRI layer), then ``verify_proof_final``, all under
-one *Integrity job id*, which the guard passes to the verifier unchanged
-(``prover.integrity.jobs`` has the on-chain rules, ``prover.integrity.guard`` the
-calldata). They are sent in order, one at a time:
+Integrity's public FactRegistry is not used: its labels can be forged (issue 18).
 
-- the Integrity job id is random and persisted on the job before the first transaction;
+A proof is verified in one of two flows (``prover.integrity.choose_flow``):
+
+- *monolith*: one ``verify_proof_full`` transaction carrying the whole proof, when that
+  transaction (calldata and the account's ``__execute__`` framing) fits the network's
+  calldata limit and ``chain.integrity_flow`` is ``auto`` (the default). ~10 M L2 gas less
+  than the split and one receipt instead of four or more;
+- *split*: otherwise (or with ``integrity_flow = "split"``), a sequence of guard
+  transactions: ``verify_proof_initial``, ``verify_proof_step`` (once per inner FRI
+  layer), then ``verify_proof_final``, all under one *Integrity job id*, which the guard
+  passes to the verifier unchanged (``prover.integrity.jobs`` has the on-chain rules,
+  ``prover.integrity.guard`` the calldata). A split whose initial landed is finished as a
+  split, whatever the setting says now.
+
+The transactions are sent in order, one at a time:
+
+- the Integrity job id is random and persisted on the job before the first transaction
+  (the monolith's row is filed under it too, though the verifier does not use it);
 - every transaction gets a row in ``fact_registrations`` before it is signed, and its
   hash before it is broadcast; its receipt decides the row (succeeded / reverted) and
   its fee goes to the ledger under the job;
-- what to send next is read from the chain, not from memory: the CairoVerifier's stored
-  state hashes say which call is next (``SplitPlan.next_call``), a transaction whose
-  receipt is unknown is resolved first, and every send is simulated (fee estimate)
-  before it is signed, so a step that already landed is never paid for again;
+- what to send next is read from the chain, not from memory: a transaction whose
+  receipt is unknown is resolved first (for the monolith: if it landed, the guard holds
+  the verification and nothing more is sent; if it is known not to have landed, it is
+  sent again), the guard's verifications are read before every send, the
+  CairoVerifier's stored state hashes say which split call is next
+  (``SplitPlan.next_call``), and every send is simulated (fee estimate) before it is
+  signed, so a step that already landed is never paid for again (a monolith re-sent
+  after it landed would *not* revert: the guard records idempotently; that is why the
+  verification is read, and the receipt resolved, first);
+- before each transaction the funds gate (``funds_gate``) estimates what is still to be
+  sent, the monolith or the split calls left, then the execution;
 - where the on-chain job cannot be resumed (the id is taken by another proof, or squatted
   before our initial landed) the registrar starts a new Integrity job cleanly;
 - nothing is sent when the guard already holds the verification (this fact, the pinned
@@ -49,11 +67,17 @@ from keeper.store.jobs import Job, JobStore
 from keeper.store.registrations import RegistrationLog, RegistrationTx
 from prover import facts
 from prover.integrity import (
+    INTEGRITY_FLOWS,
+    Call,
+    Flow,
+    IntegrityFlow,
     JobStateMismatch,
     SplitPlan,
     StarkProof,
     check_transaction_sizes,
+    choose_flow,
     fact_of,
+    guard_full_call,
     guard_split_plan,
     new_job_id,
     parse_proof,
@@ -62,6 +86,7 @@ from prover.integrity import (
     verifier_config,
     verifier_storage_address,
 )
+from prover.integrity.guard import VERIFIER_FULL
 
 _log = get_logger("keeper.engine.registrar")
 _MAX_RESTARTS = 3
@@ -112,6 +137,7 @@ class _Prepared:
     bits: int
     config: VerifierConfig
     verification_hash: int
+    full_call: Call  # the guard's verify_proof_full: the monolith flow's one transaction
 
 
 class IntegrityRegistrar:
@@ -124,8 +150,12 @@ class IntegrityRegistrar:
         record_fee: FeeRecorder,
         max_calldata_felts: int,
         receipt_timeout_s: float,
+        flow: IntegrityFlow = "auto",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        if flow not in INTEGRITY_FLOWS:
+            raise ValueError(f"integrity flow {flow!r} is not one of {INTEGRITY_FLOWS}")
+        self._flow_setting: IntegrityFlow = flow
         self._chain = chain
         self._jobs = jobs
         self._log = log
@@ -136,6 +166,7 @@ class IntegrityRegistrar:
         self._proofs: dict[str, _Prepared] = {}  # proof path -> parsed (0.3-1.5 s each)
         self._plans: dict[tuple[str, int], SplitPlan] = {}
         self._verifiers: dict[tuple[int, str, str], int] = {}
+        self._flows: dict[tuple[str, int], Flow] = {}  # (job, Integrity job id) -> logged flow
         # Set by the daemon: before each transaction, the balance must pay for the rest.
         self.funds_gate: FundsGate | None = None
 
@@ -144,33 +175,114 @@ class IntegrityRegistrar:
     ) -> Progress:
         """Advance the registration of ``job``'s fact as far as it goes now."""
         prepared = await self._prepare(job, pin=pin, min_security_bits=min_security_bits)
+        # A transaction sent before a crash is settled first, even when the verification
+        # is there (it is what registered it): its row and its fee are recorded once.
+        earlier = self._in_flight(job)
+        unresolved = await self.settle_in_flight(job)
+        if unresolved is not None:
+            return unresolved
         if await self._is_registered(registry, prepared.verification_hash):
-            return Registered(prepared.verification_hash, prepared.bits, None)
-        verifier = await self._verifier(registry, pin)
+            final = None
+            if earlier is not None:
+                final = self._last_succeeded(job, int(earlier.integrity_job_id, 16))
+            return Registered(prepared.verification_hash, prepared.bits, final)
         restarts = 0
         while restarts <= _MAX_RESTARTS:
             job = self._jobs.require(job.id)
             integrity_id = self._integrity_id(job)
-            plan = await self._plan(job, prepared, integrity_id)
             unresolved = await self._resolve_in_flight(job, integrity_id)
             if unresolved is not None:
                 return unresolved
             if await self._is_registered(registry, prepared.verification_hash):
                 final = self._last_succeeded(job, integrity_id)
                 return Registered(prepared.verification_hash, prepared.bits, final)
-            index = await self._next_index(job, plan, verifier)
-            if index is not None and self.funds_gate is not None:
-                remaining = [_chain_call(registry, call) for call in plan.calls[index:]]
-                held = await self.funds_gate(job, remaining, prepared.verification_hash)
-                if held is not None:
-                    return Pending(held, INSUFFICIENT_FUNDS)  # nothing sent; resumes here
-            if index is None or await self._send(job, registry, plan, index, prepared.fact) == (
-                "restart"
-            ):
+            if self._flow(job, prepared, integrity_id) == "monolith":
+                step = await self._monolith(job, registry, prepared, integrity_id)
+            else:
+                step = await self._split_step(job, registry, pin, prepared, integrity_id)
+            if isinstance(step, Pending):
+                return step
+            if step == "restart":
                 restarts += 1  # a new Integrity job id, or the chain was ahead of us
         return Pending(
             f"the Integrity job made no progress after {_MAX_RESTARTS} fresh reads of the "
             "chain; trying again at the next step"
+        )
+
+    async def settle_in_flight(self, job: Job) -> Pending | None:
+        """Resolve ``job``'s registration transaction whose receipt is not known yet (sent
+        before a crash or a receipt timeout): its row gets its outcome and its fee goes to
+        the ledger, once. Pending while its receipt may still come; raises
+        ``RegistrationRevertedError`` when it reverted. For a caller that finds the
+        verification registered without calling ``register``: the transaction that
+        registered it may be this one, and its fee must not be lost."""
+        job = self._jobs.require(job.id)
+        if job.integrity_job_id is None:
+            return None
+        return await self._resolve_in_flight(job, int(job.integrity_job_id, 16))
+
+    def _in_flight(self, job: Job) -> RegistrationTx | None:
+        current = self._jobs.require(job.id)
+        if current.integrity_job_id is None:
+            return None
+        return self._log.in_flight(current.id, int(current.integrity_job_id, 16))
+
+    async def _monolith(
+        self, job: Job, registry: int, prepared: _Prepared, integrity_id: int
+    ) -> Pending | Literal["sent", "restart"]:
+        call = prepared.full_call
+        held = await self._gate(job, registry, [call], prepared.verification_hash)
+        if held is not None:
+            return held
+        return await self._send(job, registry, integrity_id, 0, call, prepared.fact)
+
+    async def _split_step(
+        self, job: Job, registry: int, pin: VerifierConfig, prepared: _Prepared,
+        integrity_id: int,
+    ) -> Pending | Literal["sent", "restart"]:
+        verifier = await self._verifier(registry, pin)
+        plan = await self._plan(job, prepared, integrity_id)
+        index = await self._next_index(job, plan, verifier)
+        if index is None:
+            return "restart"  # a new Integrity job id was taken
+        held = await self._gate(
+            job, registry, list(plan.calls[index:]), prepared.verification_hash
+        )
+        if held is not None:
+            return held
+        return await self._send(job, registry, plan.job_id, index, plan.calls[index], prepared.fact)
+
+    async def _gate(
+        self, job: Job, registry: int, calls: list[Call], verification_hash: int
+    ) -> Pending | None:
+        """The funds gate on what is still to send (one transaction per call)."""
+        if self.funds_gate is None:
+            return None
+        remaining = [_chain_call(registry, call) for call in calls]
+        held = await self.funds_gate(job, remaining, verification_hash)
+        return None if held is None else Pending(held, INSUFFICIENT_FUNDS)  # resumes here
+
+    def _flow(self, job: Job, prepared: _Prepared, integrity_id: int) -> Flow:
+        """The monolith when it fits one transaction and the setting allows it, unless a
+        split of this Integrity job already has a step landed (finishing it costs less than
+        a whole monolith, and leaves no verifier job open)."""
+        chosen = choose_flow(prepared.full_call, self._max_felts, self._flow_setting)
+        if chosen == "monolith" and self._split_started(job, integrity_id):
+            chosen = "split"
+        key = (job.id, integrity_id)
+        if self._flows.get(key) != chosen:
+            self._flows[key] = chosen
+            _log.info(
+                "registrar.flow", flow=chosen, setting=self._flow_setting,
+                monolith_felts=prepared.full_call.transaction_felts, limit=self._max_felts,
+            )
+        return chosen
+
+    def _split_started(self, job: Job, integrity_id: int) -> bool:
+        return any(
+            r.integrity_job_id == hex(integrity_id) and r.status == "succeeded"
+            and r.function != VERIFIER_FULL
+            for r in self._log.for_job(job.id)
         )
 
     # ------------------------------------------------------------------ preparation
@@ -289,11 +401,10 @@ class IntegrityRegistrar:
         raise RegistrationRevertedError(outcome, row)
 
     async def _send(
-        self, job: Job, registry: int, plan: SplitPlan, index: int, fact: int
+        self, job: Job, registry: int, integrity_id: int, step: int, call: Call, fact: int
     ) -> Literal["sent", "restart"]:
-        call = plan.calls[index]
         row_id = self._log.begin(
-            job.id, fact, plan.job_id, index, call.function, call.transaction_felts
+            job.id, fact, integrity_id, step, call.function, call.transaction_felts
         )
 
         async def persist(tx_hash: int) -> None:
@@ -308,6 +419,7 @@ class IntegrityRegistrar:
         except WouldRevertError as exc:
             self._log.finish(row_id, "dropped", f"not sent: would revert: {exc.reason}")
             return self._after_would_revert(job, exc.reason, call.function)
+        faults.crash_point("registration_sent")  # broadcast, receipt not read yet
         outcome = await self._chain.wait(tx_hash, self._receipt_timeout_s)
         if outcome is None:
             return "sent"  # resolved at the next pass (or the next step)
@@ -316,6 +428,13 @@ class IntegrityRegistrar:
         return "sent"
 
     def _after_would_revert(self, job: Job, reason: str, function: str) -> Literal["restart"]:
+        if function == VERIFIER_FULL:
+            raise RegistrationError(
+                f"{function} would revert ({reason}); nothing was sent. The proof does not "
+                "verify through the router's IntegrityGuard in one transaction as prepared: "
+                "check the proof and the guard's pin (it must be the router's direct pin); "
+                'chain.integrity_flow = "split" sends it as split transactions instead'
+            )
         if any(marker in reason for marker in _ID_TAKEN):
             self._new_integrity_id(job, f"{function} would revert: {reason}")
             return "restart"
@@ -360,10 +479,10 @@ def _prepare_proof(path: Path) -> _Prepared:
                           config.memory_verification)
     fact, bits = fact_of(proof), security_bits(proof)
     vh = facts.verification_hash(fact, config.config_hash(), bits)
-    return _Prepared(proof, fact, bits, ours, vh)
+    return _Prepared(proof, fact, bits, ours, vh, guard_full_call(proof, config))
 
 
-def _chain_call(registry: int, call: Any) -> Any:
+def _chain_call(registry: int, call: Call) -> Any:
     from starknet_py.net.client_models import Call
 
     return Call(to_addr=registry, selector=call.selector, calldata=list(call.calldata))

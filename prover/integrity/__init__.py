@@ -9,6 +9,7 @@ Usage::
     plan = split_plan(proof, job_id)                     # the same calls + state hashes to resume
     guard_split_plan(proof, job_id), guard_full_call(proof)  # through our IntegrityGuard
     check_transaction_sizes(calls)                       # CalldataTooLarge over 5,000 felts
+    choose_flow(guard_full_call(proof), 5000)            # "monolith" when it fits one tx
     fact_of(proof), security_bits(proof)                 # what Integrity will register
 
 ``parse_proof`` takes the decoded JSON of ``cpu_air_prover --generate_annotations`` (stone5
@@ -61,9 +62,13 @@ from prover.integrity.guard import (
     verifier_split_calls,
 )
 from prover.integrity.jobs import (
+    INTEGRITY_FLOWS,
     MAX_TRANSACTION_CALLDATA,
+    Flow,
+    IntegrityFlow,
     SplitPlan,
     check_transaction_sizes,
+    choose_flow,
     new_job_id,
     split_plan,
     stored_option,
@@ -80,11 +85,14 @@ from prover.integrity.statement import (
 )
 
 __all__ = [
+    "INTEGRITY_FLOWS",
     "MAX_TRANSACTION_CALLDATA",
     "BadJobId",
     "Call",
     "CalldataTooLarge",
+    "Flow",
     "InconsistentProof",
+    "IntegrityFlow",
     "IntegrityProofError",
     "InvalidProof",
     "JobStateMismatch",
@@ -97,6 +105,7 @@ __all__ = [
     "UnsupportedProof",
     "VerifierConfiguration",
     "check_transaction_sizes",
+    "choose_flow",
     "fact_of",
     "full_verification_call",
     "guard_call",

@@ -86,6 +86,9 @@ from prover.integrity.folding import FriStateConstant, FriStateVariable
 from prover.integrity.model import StarkProof
 
 MAX_TRANSACTION_CALLDATA = 5_000  # felts per invoke transaction on Starknet networks
+IntegrityFlow = Literal["auto", "split"]  # the operator's setting (chain.integrity_flow)
+INTEGRITY_FLOWS: tuple[IntegrityFlow, ...] = ("auto", "split")
+Flow = Literal["monolith", "split"]  # what is sent for one proof
 VerifierStateEntry = Literal[
     "state_constant", "state_variable", "state_fact", "state_security_bits", "state_settings"
 ]
@@ -189,3 +192,24 @@ def check_transaction_sizes(calls: Sequence[Call], limit: int = MAX_TRANSACTION_
                 "re-prove with fewer FRI queries (raise log_n_cosets to keep the security "
                 "bits), then verify again"
             )
+
+
+def choose_flow(monolith: Call, limit: int, setting: IntegrityFlow = "auto") -> Flow:
+    """How to verify a proof whose one-transaction call is ``monolith``.
+
+    ``"monolith"`` (``verify_proof_full``: one transaction, ~10 M L2 gas less than the
+    split, no state re-sent between transactions) when the setting is ``auto`` and its
+    whole transaction fits the network's limit: ``Call.transaction_felts`` is the call's
+    calldata plus the account's ``__execute__`` framing (``ACCOUNT_CALL_OVERHEAD``), i.e.
+    every calldata felt of the invoke. Otherwise ``"split"``; whether the split's own
+    transactions fit is ``check_transaction_sizes``'s to say.
+    """
+    if setting not in INTEGRITY_FLOWS:
+        raise ValueError(
+            f"integrity flow {setting!r} is not one of {', '.join(INTEGRITY_FLOWS)}"
+        )
+    if limit <= 0:
+        raise ValueError(f"calldata limit {limit} is not a positive number of felts")
+    if setting == "auto" and monolith.transaction_felts <= limit:
+        return "monolith"
+    return "split"

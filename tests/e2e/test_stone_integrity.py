@@ -2,8 +2,9 @@
 with the stone policy on a devnet whose router trusts our IntegrityGuard over Integrity's
 real CairoVerifier runs three epochs. Each: the model traced on the on-chain inputs,
 proved by Stone, pre-checked by swiftness, verified by Integrity's verifier through the
-guard's split transactions (the registrar), then executed by the router under the pinned
-verifier configuration.
+guard in one ``verify_proof_full`` transaction (the registrar: the default proof fits a
+Starknet transaction), then executed by the router under the pinned verifier
+configuration.
 
 Runs wherever `make setup` installed Stone (``prover.stone_tools.locate_stone``: the
 KEEPER_PROVER__STONE_*_PATH variables, .tools/stone, PATH); skipped, with the reason, only
@@ -73,9 +74,15 @@ async def test_three_epochs_through_stone_and_integrity(
             (job["id"],),
         )
         kinds = [p["kind"] for p in paid]
-        # Integrity's split flow: at least initial and final, then the execution.
-        assert kinds.count("fact_registration") >= 2 and kinds.count("execution") == 1
+        # The monolith (chain.integrity_flow = auto, 4,665 felts), then the execution.
+        assert kinds.count("fact_registration") == 1 and kinds.count("execution") == 1
         assert all(int(p["fee_amount"]) > 0 for p in paid)
+        sent = setup.query(
+            "SELECT function, status FROM fact_registrations WHERE job_id = ?", (job["id"],)
+        )
+        assert [(r["function"], r["status"]) for r in sent] == [
+            ("verify_proof_full", "succeeded")
+        ]
 
 
 async def test_sigkill_during_a_real_proof_leaves_no_prover_and_executes_once(

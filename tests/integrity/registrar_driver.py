@@ -4,7 +4,7 @@ A separate process so that the crash-safety test can SIGKILL it at a registrar c
 point (KEEPER_TEST_CRASH_AT=registration_before_broadcast#2, ...) and start it again:
 
     python -m tests.integrity.registrar_driver --store S --job J --rpc URL --chain-id C \\
-        --key-file F --account A --registry R --min-bits 60 --max-felts 5000
+        --key-file F --account A --registry R --min-bits 60 --max-felts 5000 [--flow split]
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from keeper.store.db import open_store
 from keeper.store.jobs import Job, JobStore
 from keeper.store.ledger import Ledger
 from keeper.store.registrations import RegistrationLog
+from prover.integrity import INTEGRITY_FLOWS, IntegrityFlow
 
 PIN = VerifierConfig("small", "keccak_160_lsb", "stone6", "strict")
 
 
-def build(store_path: Path, chain: ChainClient, *, max_felts: int, receipt_timeout_s: float
-          ) -> tuple[IntegrityRegistrar, JobStore]:
+def build(store_path: Path, chain: ChainClient, *, max_felts: int, receipt_timeout_s: float,
+          flow: IntegrityFlow = "auto") -> tuple[IntegrityRegistrar, JobStore]:
     store = open_store(store_path)
     jobs, ledger = JobStore(store), Ledger(store)
 
@@ -47,6 +48,7 @@ def build(store_path: Path, chain: ChainClient, *, max_felts: int, receipt_timeo
         record_fee=record_fee,
         max_calldata_felts=max_felts,
         receipt_timeout_s=receipt_timeout_s,
+        flow=flow,
     )
     return registrar, jobs
 
@@ -65,7 +67,8 @@ async def run(args: argparse.Namespace) -> int:
     info = await chain.check_chain()
     faults.arm(os.environ, chain_id=info.chain_name, on_devnet=await is_starknet_devnet(args.rpc))
     registrar, jobs = build(
-        Path(args.store), chain, max_felts=args.max_felts, receipt_timeout_s=args.receipt_timeout
+        Path(args.store), chain, max_felts=args.max_felts, receipt_timeout_s=args.receipt_timeout,
+        flow=args.flow,
     )
     while True:
         progress = await registrar.register(
@@ -87,6 +90,7 @@ def main() -> int:
     parser.add_argument("--min-bits", type=int, required=True)
     parser.add_argument("--max-felts", type=int, default=5000)
     parser.add_argument("--receipt-timeout", type=float, default=5.0)
+    parser.add_argument("--flow", choices=INTEGRITY_FLOWS, default="auto")
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -2,7 +2,8 @@
 verifier on devnet, through the keeper's IntegrityGuard: the keeper's account is drained
 after two of the six split transactions landed (a fee spike, simulated); the registrar
 then sends nothing, the job waits with ``insufficient_funds``; once the account is funded
-it resumes at the next step, and no step is paid for twice."""
+it resumes at the next step, and no step is paid for twice. With the monolith, the gate
+estimates the one transaction that will be sent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starknet_py.hash.selector import get_selector_from_name
 
 from keeper.chain import ChainClient
 from keeper.core.config import FundsConfig
@@ -38,7 +40,9 @@ async def test_a_registration_drained_between_steps_resumes_at_the_next_step_onc
     registry = await integrity.fresh_guard(next(_salts))  # the keeper sends through its guard
     store_path = tmp_path / "k.sqlite3"
     chain: ChainClient = integrity.client(KEEPER)
-    registrar, jobs = build(store_path, chain, max_felts=5000, receipt_timeout_s=60)
+    registrar, jobs = build(
+        store_path, chain, max_felts=5000, receipt_timeout_s=60, flow="split"
+    )
     ledger = Ledger(jobs._store)
     health, metrics = HealthState(), KeeperMetrics()
     guard = FundsGuard(
@@ -112,3 +116,64 @@ async def test_a_registration_drained_between_steps_resumes_at_the_next_step_onc
     assert resumed.failure_code is None and health.funds_waiting is None
     assert seen[3:6] == [STEPS - 2] * 3  # waiting: the same next step each time
     assert seen[6:] == [STEPS - 2, STEPS - 3, STEPS - 4, STEPS - 5]  # resumed there
+
+
+async def test_the_funds_gate_estimates_the_monolith_that_will_be_sent(
+    integrity: IntegrityChain, tmp_path: Path
+) -> None:
+    registry = await integrity.fresh_guard(next(_salts))
+    store_path = tmp_path / "k.sqlite3"
+    chain: ChainClient = integrity.client(KEEPER)
+    registrar, jobs = build(store_path, chain, max_felts=5000, receipt_timeout_s=60)
+    guard = FundsGuard(
+        chain=chain,
+        jobs=jobs,
+        ledger=Ledger(jobs._store),
+        config=FundsConfig(default_cost_per_allocation_fri=10**15),
+        margin=1.5,
+    )
+    keeper = integrity.devnet.accounts[KEEPER]
+    seen: list[list[Any]] = []
+
+    async def gate(job: Job, remaining: list[Any], verification_hash: int) -> str | None:
+        seen.append(remaining)
+        return await guard.hold(job, remaining, verification_hash)
+
+    registrar.funds_gate = gate
+    job = proved_job(jobs, FIBONACCI)
+    log = RegistrationLog(jobs._store)
+    try:
+        await drain(
+            integrity.devnet, integrity.account(KEEPER),
+            to=integrity.devnet.accounts[OWNER].address, keep_fri=1000,
+        )
+        nonce = await integrity.account(KEEPER).get_nonce()
+        held = await registrar.register(job, registry=registry, pin=PIN, min_security_bits=60)
+        assert isinstance(held, Pending) and held.code == INSUFFICIENT_FUNDS
+        # What will be sent: one verify_proof_full transaction, then the execution.
+        (remaining,) = seen
+        assert len(remaining) == 1
+        assert remaining[0].to_addr == registry
+        assert remaining[0].selector == get_selector_from_name("verify_proof_full")
+        assert "2 remaining transaction(s)" in str(jobs.require(job.id).failure_reason)
+        assert await integrity.account(KEEPER).get_nonce() == nonce
+        assert log.for_job(job.id) == []
+
+        mint(integrity.devnet, keeper.address, 1000 * FRI_PER_STRK)
+        done = None
+        for _ in range(20):
+            done = await registrar.register(
+                jobs.require(job.id), registry=registry, pin=PIN, min_security_bits=60
+            )
+            if isinstance(done, Registered):
+                break
+            await asyncio.sleep(0.2)  # a receipt not there yet: poll again, bounded
+        assert isinstance(done, Registered)
+    finally:
+        if await balance_at(integrity.devnet.url, keeper.address) < 100 * FRI_PER_STRK:
+            mint(integrity.devnet, keeper.address, 1000 * FRI_PER_STRK)
+    rows = log.for_job(job.id)
+    assert [(r.function, r.status) for r in rows] == [("verify_proof_full", "succeeded")]
+    fees = jobs._store.query("SELECT kind, outcome FROM costs WHERE job_id = ?", (job.id,))
+    assert [(f["kind"], f["outcome"]) for f in fees] == [("fact_registration", "ok")]
+    assert jobs.require(job.id).failure_code is None
