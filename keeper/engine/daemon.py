@@ -314,6 +314,7 @@ class Keeper:
             ),
             max_calldata_felts=cfg.chain.max_calldata_felts,
             receipt_timeout_s=cfg.chain.receipt_timeout_s,
+            flow=cfg.chain.integrity_flow,
         )
 
     def _stone_gate(self) -> None:

@@ -575,6 +575,13 @@ class JobWorker:
         verification = hex(wanted.verification_hash)
         found = await self._chain.get_verification(gov.fact_registry, wanted.verification_hash)
         if accepts(needed, found):
+            if job.prover == "stone" and self.registrar is not None:
+                # The transaction that registered it may be ours, sent before a crash: its
+                # fee goes to the ledger once, before the job moves on.
+                waiting = await self.registrar.settle_in_flight(job)
+                if waiting is not None:
+                    _log.info("job.registration_pending", reason=waiting.reason)
+                    return self._jobs.require(job.id)
             await self._record_unseen_registration_fee(job)
             _log.info(
                 "job.fact_already_registered", fact_hash=hex(fact), verification_hash=verification
@@ -663,9 +670,10 @@ class JobWorker:
     async def _register_with_integrity(
         self, job: Job, needed: Requirement, registry: int, wanted: int
     ) -> Job:
-        """A Stone proof's fact, registered by Integrity's own verification of the proof:
-        the split transactions, one worker step sending as many as it can (each one
-        persisted before its broadcast); the job stays ``proved`` while a receipt is due."""
+        """A Stone proof's fact, registered by Integrity's own verification of the proof
+        through the guard: one ``verify_proof_full`` when it fits a transaction, else the
+        split transactions, one worker step sending as many as it can (each one persisted
+        before its broadcast); the job stays ``proved`` while a receipt is due."""
         if self.registrar is None:
             return self._fail(
                 job,

@@ -211,3 +211,36 @@ def _proved_again(jobs: JobStore, failed: Job, inputs: AllocationInputs) -> Job:
         job, JobState.PROVED, prover="stone", proof_path="/p.json", fact_hash=hex(FACT),
         security_bits=96,
     )
+
+
+class RegistrarWithATransactionInFlight(FakeRegistrar):
+    """The guard already holds the verification; our transaction that put it there was
+    sent before a crash and its receipt is not read yet (then it is)."""
+
+    def __init__(self, chain: FakeChain) -> None:
+        super().__init__(chain)
+        self.settled = 0
+        self.receipt_due = True
+
+    async def settle_in_flight(self, job: Job) -> Pending | None:
+        self.settled += 1
+        if self.receipt_due:
+            return Pending("waiting for the receipt of verify_proof_full 0x1")
+        return None
+
+
+async def test_a_registration_that_landed_during_a_crash_is_settled_before_the_job_moves(
+    jobs: JobStore,
+) -> None:
+    chain = FakeChain()
+    chain.registered[WANTED] = Verification(FACT, 96, DIRECT_PIN)
+    worker = _worker(jobs, chain)
+    registrar = RegistrarWithATransactionInFlight(chain)
+    worker.registrar = registrar  # type: ignore[assignment]
+    job = _proved(jobs)
+    waiting = await worker.step(job)
+    assert (waiting.state, registrar.settled, registrar.calls) == (JobState.PROVED, 1, 0)
+    registrar.receipt_due = False  # the receipt came: its fee is in the ledger
+    done = await worker.step(waiting)
+    assert (done.state, done.verification_hash) == (JobState.FACT_REGISTERED, hex(WANTED))
+    assert (registrar.settled, registrar.calls) == (2, 0)  # nothing sent again
