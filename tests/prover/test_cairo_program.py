@@ -246,23 +246,26 @@ def test_program_fails_on_invalid_or_infeasible_inputs(inputs: AllocationInputs)
 
 
 # A prover that changes what a hint proposes must make the run fail, not change the output.
+# (fragment of the hint's code, its replacement): each changes a proposed quotient,
+# comparison bit, remainder index or weight.
 TAMPERED_HINTS = [
     (
-        "ids.q, ids.r = divmod(ids.num, 10000)",
-        "ids.q, ids.r = divmod(ids.num, 10000); ids.q += 1; ids.r -= 10000",
+        "q, r = divmod(ids.num, ids.den)",
+        "q, r = divmod(ids.num, ids.den); q += 1; r -= ids.den",
     ),
     (
-        "ids.q, ids.r = divmod(ids.num, ids.den)",
-        "ids.q, ids.r = divmod(ids.num, ids.den); ids.q -= 1; ids.r += ids.den",
+        "q, r = divmod(ids.num, ids.den)",
+        "q, r = divmod(ids.num, ids.den); q -= 1; r += ids.den",
     ),
-    ("ids.region = 0 if ids.raw < ids.lo else (2 if ids.raw > ids.hi else 1)", "ids.region = 1"),
+    ("ids.bit = 1 if ids.a < ids.b else 0", "ids.bit = 0 if ids.a < ids.b else 1"),
+    ("ids.bit = 1 if ids.a < ids.b else 0", "ids.bit = 2 if ids.a < ids.b else 0"),
+    ("ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0", "ids.is_k = 0"),
     (
-        "ids.bigger = 1 if ids.w > ids.best_w else 0",
-        "ids.bigger = 1 - (1 if ids.w > ids.best_w else 0)",
+        "ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0",
+        "ids.is_k = 1 if ids.before == 1 else 0",
     ),
-    ("ids.over = 1 if ids.a > ids.max_single else 0", "ids.over = 0"),
-    ("ids.big = 1 if ids.a >= 1000 else 0", "ids.big = 1"),
-    ("ids.young = 1 if ids.age < ids.cap else 0", "ids.young = 0"),
+    ("ids.wk = max(", "ids.wk = 1 + max("),
+    ("ids.x % 0x8000, ids.x // 0x8000", "ids.x % 0x8000 + 1, ids.x // 0x8000"),
 ]
 
 
@@ -274,12 +277,13 @@ def test_tampered_hints_make_the_run_fail(
     found = 0
     for entries in hints.values():
         for entry in entries:
-            if entry["code"] == original:
-                entry["code"] = tampered
+            if original in entry["code"]:
+                entry["code"] = entry["code"].replace(original, tampered)
                 found += 1
     assert found >= 1, original
-    # Exercises every hint: a two-round cap, young and old protocols, risk at the floor
-    # and in range, allocations above and below 1000 bps.
+    # Exercises every hint: three cap rounds (the remainder goes to the first uncapped
+    # protocol, then to a later one), young and old protocols, risk at the floor and in
+    # range, allocations above and below 1000 bps.
     risky = ProtocolInputs(9000, 100, 2, 40, 10, 900)
     inputs = AllocationInputs(
         0x1,
