@@ -155,6 +155,34 @@ def test_devnet_inputs_stay_under_the_small_floor() -> None:
     assert execute(load_inputs(DEVNET)).steps <= 4096
 
 
+def _cascade(n: int, max_single: int) -> AllocationInputs:
+    """APYs halving from one protocol to the next: each cap round caps one more."""
+    return AllocationInputs(
+        0x1, 1, tuple(_safe(100_000 >> i) for i in range(n)), max_single_bps=max_single
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "steps"),
+    [
+        pytest.param(_cascade(3, 3334), 4096, id="3 protocols, 2 cap rounds"),
+        pytest.param(_cascade(4, 2500), 4096, id="4 protocols, 3 cap rounds"),
+        pytest.param(_cascade(16, 625), 16384, id="16 protocols, 15 cap rounds"),
+    ],
+)
+def test_cap_cascades_stay_under_their_trace_length(inputs: AllocationInputs, steps: int) -> None:
+    # One pass per cap round keeps these at 2,583 / 3,297 / 15,066 steps (the five-pass
+    # rounds of the 1,105-word program needed 3,268 / 4,320 / 22,063: n_steps 4,096 /
+    # 8,192 / 32,768). Range-check cells stay under steps / 8 (the `small` ratio).
+    assert execute(inputs).steps <= steps
+
+
+def test_program_stays_small(compiled: dict[str, Any]) -> None:
+    # Every bytecode word is public memory: ~40 k L2 gas on every verification
+    # (docs/verification-cost.md). Growing the program is a decision, not an accident.
+    assert len(compiled["data"]) <= 640
+
+
 # The property test runs the VM in proof mode without trace padding or files (execute),
 # reusing the loaded program: ~0.1-0.2 s at n <= 4, ~0.6-2 s at n = 16 (the Python VM runs
 # ~8,000 steps/s), so two examples in three keep n <= 4. Measured: 300 examples in ~3.5
@@ -267,6 +295,29 @@ TAMPERED_HINTS = [
     ("ids.wk = max(", "ids.wk = 1 + max("),
     ("ids.x % 0x8000, ids.x // 0x8000", "ids.x % 0x8000 + 1, ids.x // 0x8000"),
 ]
+
+
+def test_remainder_goes_to_the_lowest_index_among_equal_weights(
+    compiled: dict[str, Any],
+) -> None:
+    # Equal scores: 3 x 3333 bps and a remainder of 1 for protocol 0 (spec section 3). A
+    # hint that marks protocol 1 (n = 2 protocols left) instead must make the run fail.
+    inputs = AllocationInputs(0x1, 1, (_safe(100), _safe(100), _safe(100)))
+    assert expected_output(inputs)[6:9] == [3334, 3333, 3333]
+    assert _run_unchecked(inputs, compiled) == expected_output(inputs)
+    hints = json.loads(json.dumps(compiled["hints"]))
+    original = "ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0"
+    found = 0
+    for entries in hints.values():
+        for entry in entries:
+            if entry["code"] == original:
+                entry["code"] = original.replace(
+                    "ids.w == ids.wk", "ids.w == ids.wk and ids.n == 2"
+                )
+                found += 1
+    assert found == 1
+    with pytest.raises(CairoRunError):
+        _run_unchecked(inputs, dict(compiled, hints=hints))
 
 
 @pytest.mark.parametrize(("original", "tampered"), TAMPERED_HINTS)
