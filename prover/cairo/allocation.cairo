@@ -10,8 +10,8 @@
 // the output. Infeasible constraints and out-of-range inputs make the run fail, so a
 // proof exists only for valid inputs.
 //
-// Size: the bytecode is public memory, paid on every on-chain verification (~40 k L2 gas
-// per word, docs/verification-cost.md), so the program is written small: one comparison
+// Size: the bytecode is public memory, paid on every on-chain verification (28-40 k L2
+// gas per word, docs/verification-cost.md), so the program is written small: one comparison
 // (lt), one bounds check per width, one division per width, and one pass per cap round
 // that spreads the excess, gives the remainder and applies the cap.
 //
@@ -31,9 +31,10 @@
 // every valid input as long as the program stays under 4096 steps and 512 range-check
 // cells (the `small` range_check ratio is 8 steps per cell). Measured with
 // bench/bench_trace.py and on random inputs against the previous program: fewer steps
-// and never a longer trace (3 protocols ~2,100-2,600 steps, 4 now fit 4096 too).
+// and never a longer trace (3 protocols ~2,100-2,600 steps; the 4-protocol bench and
+// cap-cascade inputs, 8,192 before, now fit 4096 too).
 //
-// Widths: two limbs bound a value below 2^143, three below 2^158; every value compared
+// Widths: two limbs bound a value below 2^144, three below 2^159; every value compared
 // here is an integer < 2^50, so "b - a passes a limb check" means b >= a: a negative
 // difference is a field element near p ~ 2^251.
 %builtins output pedersen range_check ecdsa
@@ -98,7 +99,7 @@ func lt{range_check_ptr}(a: felt, b: felt) -> (bit: felt) {
 }
 
 // Floor division: num = q * den + r with 0 <= r < den; q, r and den - 1 - r in two limbs
-// (honest q, den < 2^30). q < 2^143 and den < 2^35, so q * den + r < p: the field
+// (honest q, den < 2^30). q < 2^144 and den < 2^35, so q * den + r < p: the field
 // equation is the integer equation and q is the floor quotient.
 func div{range_check_ptr}(num: felt, den: felt) -> (q: felt) {
     alloc_locals;
