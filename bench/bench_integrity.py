@@ -38,8 +38,10 @@ calldata felts are computed from the proof alone.
     .venv/bin/python bench/bench_integrity.py --work /tmp/bi --offline   # proofs kept in
                                                                          # /tmp/bi, reused
 Config syntax: c=LOG_N_COSETS,pow=POW_BITS[,last=LAST_LAYER][,keccak=KECCAK_LAYERS]
-[,steps=0-4-4-2] (keccak: ProverSettings.keccak_commitment_layers; last and keccak default
-to ProverSettings').
+[,steps=0-4-4-2][,bits=SECURITY_BITS] (keccak: ProverSettings.keccak_commitment_layers; last
+and keccak default to ProverSettings'). bits (default 96) sets the security the proof is
+made for, hence n_queries: a low value measures what a verification costs without its
+queries (e.g. c=5,pow=20,bits=30 is 2 queries); it is a measurement, never a setting.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Shape:
     last_layer_degree_bound: int = ProverSettings().last_layer_degree_bound
     fri_step_list: tuple[int, ...] | None = None
     keccak_commitment_layers: int = ProverSettings().keccak_commitment_layers
+    security_bits: int = REQUIRED_BITS
 
     @classmethod
     def parse(cls, text: str) -> Shape:
@@ -102,6 +105,7 @@ class Shape:
             "pow": "proof_of_work_bits",
             "last": "last_layer_degree_bound",
             "keccak": "keccak_commitment_layers",
+            "bits": "security_bits",
         }
         try:
             for item in text.split(","):
@@ -114,14 +118,16 @@ class Shape:
         except (KeyError, ValueError, TypeError) as exc:
             raise argparse.ArgumentTypeError(
                 f"config {text!r}: c=COSETS,pow=BITS[,last=N][,keccak=N][,steps=0-4-4-2]"
+                "[,bits=N]"
             ) from exc
 
     @property
     def key(self) -> str:
         steps = "-".join(map(str, self.fri_step_list)) if self.fri_step_list else "auto"
+        bits = "" if self.security_bits == REQUIRED_BITS else f"_b{self.security_bits}"
         return (
             f"c{self.log_n_cosets}_pow{self.proof_of_work_bits}_"
-            f"ll{self.last_layer_degree_bound}_k{self.keccak_commitment_layers}_{steps}"
+            f"ll{self.last_layer_degree_bound}_k{self.keccak_commitment_layers}_{steps}{bits}"
         )
 
     def settings(self, base: ProverSettings) -> ProverSettings:
@@ -132,6 +138,7 @@ class Shape:
                 "last_layer_degree_bound": self.last_layer_degree_bound,
                 "fri_step_list": self.fri_step_list,
                 "keccak_commitment_layers": self.keccak_commitment_layers,
+                "required_security_bits": self.security_bits,
             }
         )
 
@@ -143,26 +150,32 @@ class Shape:
 # --- proving ----------------------------------------------------------------------------
 
 
-def trace(work: Path, inputs_path: Path, extra_words: int = 0) -> Path:
+def trace(
+    work: Path, inputs_path: Path, extra_words: int = 0, source: Path | None = None
+) -> Path:
     """The allocation trace; with ``extra_words`` the program carries that many more
     bytecode words in a function nothing calls (same run, same output, bigger public
-    memory): what each word of the program costs every verification."""
+    memory): what each word of the program costs every verification. With ``source``
+    another version of the program is proven (e.g. the previous one, to compare)."""
     from prover import program
     from prover.trace import generate_trace
 
-    out = work / ("trace" if not extra_words else f"trace_plus{extra_words}")
+    name = "trace" + (f"_{source.stem}" if source else "")
+    out = work / (name if not extra_words else f"{name}_plus{extra_words}")
     if (out / "trace.json").is_file():
         return out
-    if not extra_words:
+    original = program.SOURCE_PATH
+    text = (source or original).read_text(encoding="utf-8")
+    if extra_words:
+        # `tempvar` of an immediate is one instruction + its immediate: 2 words each.
+        body = "".join(f"    tempvar pad{i} = {i + 1};\n" for i in range(extra_words // 2))
+        text += f"\nfunc unused_padding() {{\n{body}    ret;\n}}\n"
+    if text == original.read_text(encoding="utf-8"):
         generate_trace(load_inputs(inputs_path), out)
         return out
-    source = program.SOURCE_PATH.read_text(encoding="utf-8")
-    # `tempvar` of an immediate is one instruction + its immediate: 2 words each.
-    body = "".join(f"    tempvar pad{i} = {i + 1};\n" for i in range(extra_words // 2))
-    padded = work / f"allocation_plus{extra_words}.cairo"
-    padded.write_text(source + f"\nfunc unused_padding() {{\n{body}    ret;\n}}\n")
-    original = program.SOURCE_PATH
-    program.SOURCE_PATH = padded
+    patched = work / f"{out.name}.cairo"
+    patched.write_text(text)
+    program.SOURCE_PATH = patched
     try:
         generate_trace(load_inputs(inputs_path), out)
     finally:
@@ -226,7 +239,13 @@ def gas_by_contract(url: str, tx_hash: str, names: dict[int, str]) -> dict[str, 
 
 
 async def verify_on_devnet(
-    chain: Any, proof_path: Path, salt: int, *, breakdown: bool, monolith: bool
+    chain: Any,
+    proof_path: Path,
+    salt: int,
+    *,
+    breakdown: bool,
+    monolith: bool,
+    min_security_bits: int = REQUIRED_BITS,
 ) -> dict[str, Any]:
     from starknet_py.net.full_node_client import FullNodeClient
 
@@ -262,7 +281,7 @@ async def verify_on_devnet(
         started = time.perf_counter()
         while True:
             done = await registrar.register(
-                job, registry=registry, pin=PIN, min_security_bits=REQUIRED_BITS
+                job, registry=registry, pin=PIN, min_security_bits=min_security_bits
             )
             if type(done).__name__ == "Registered":
                 break
@@ -384,8 +403,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
 
     from prover.stone_tools import locate_stone
 
-    binaries = locate_stone(os.environ)
-    if binaries is None:
+    build = locate_stone(os.environ)
+    if build is None:
         print(
             json.dumps(
                 {
@@ -397,12 +416,12 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         )
         return
     base = ProverSettings(
-        stone_prover_path=binaries.prover,
-        stone_verifier_path=binaries.verifier,
+        stone_prover_path=build.prover,
+        stone_verifier_path=build.verifier,
         required_security_bits=REQUIRED_BITS,
         timeout_s=3600.0,
     )
-    trace_dir = trace(work, args.inputs, args.extra_program_words)
+    trace_dir = trace(work, args.inputs, args.extra_program_words, args.program)
     chain = None if args.offline else await devnet_chain(work)
     for index, shape in enumerate(args.config or [Shape.parse(c) for c in DEFAULT_CONFIGS]):
         proved = await prove(shape, trace_dir, work, base)
@@ -414,6 +433,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 1000 + index,
                 breakdown=args.breakdown,
                 monolith=args.monolith,
+                min_security_bits=shape.security_bits,
             )
         print(json.dumps(line(shape, proved, onchain)), flush=True)
         if args.breakdown:
@@ -436,6 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="prove a program N words bigger (uncalled code): gas per bytecode word",
+    )
+    parser.add_argument(
+        "--program",
+        type=Path,
+        metavar="SOURCE",
+        help="prove this version of allocation.cairo instead of the shipped one (same inputs)",
     )
     args = parser.parse_args(argv)
     # stdout carries the JSON lines: the keeper's log lines go to stderr.

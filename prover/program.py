@@ -30,7 +30,7 @@ INTEGRITY_LAYOUTS = (
 )
 
 # `small`. Measured with bench/bench_trace.py (cairo-lang 0.14.0.1, bench inputs, n_steps
-# for 3 / 16 protocols, 2,939 / 9,907 executed steps):
+# for 3 / 16 protocols, 2,288 / 8,576 executed steps with the 637-word program):
 #   small                    4,096 / 16,384  (16 rc units per step: the 2^15 range-check
 #                                             hole needs ~2,520 steps, see allocation.cairo)
 #   dex                     65,536 / 65,536  (same builtins, but 4 rc units per step: the

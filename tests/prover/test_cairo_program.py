@@ -155,6 +155,34 @@ def test_devnet_inputs_stay_under_the_small_floor() -> None:
     assert execute(load_inputs(DEVNET)).steps <= 4096
 
 
+def _cascade(n: int, max_single: int) -> AllocationInputs:
+    """APYs halving from one protocol to the next: each cap round caps one more."""
+    return AllocationInputs(
+        0x1, 1, tuple(_safe(100_000 >> i) for i in range(n)), max_single_bps=max_single
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "steps"),
+    [
+        pytest.param(_cascade(3, 3334), 4096, id="3 protocols, 2 cap rounds"),
+        pytest.param(_cascade(4, 2500), 4096, id="4 protocols, 3 cap rounds"),
+        pytest.param(_cascade(16, 625), 16384, id="16 protocols, 15 cap rounds"),
+    ],
+)
+def test_cap_cascades_stay_under_their_trace_length(inputs: AllocationInputs, steps: int) -> None:
+    # One pass per cap round keeps these at 2,583 / 3,297 / 15,066 steps (the five-pass
+    # rounds of the 1,105-word program needed 3,268 / 4,320 / 22,063: n_steps 4,096 /
+    # 8,192 / 32,768). Range-check cells stay under steps / 8 (the `small` ratio).
+    assert execute(inputs).steps <= steps
+
+
+def test_program_stays_small(compiled: dict[str, Any]) -> None:
+    # Every bytecode word is public memory: ~40 k L2 gas on every verification
+    # (docs/verification-cost.md). Growing the program is a decision, not an accident.
+    assert len(compiled["data"]) <= 640
+
+
 # The property test runs the VM in proof mode without trace padding or files (execute),
 # reusing the loaded program: ~0.1-0.2 s at n <= 4, ~0.6-2 s at n = 16 (the Python VM runs
 # ~8,000 steps/s), so two examples in three keep n <= 4. Measured: 300 examples in ~3.5
@@ -246,24 +274,50 @@ def test_program_fails_on_invalid_or_infeasible_inputs(inputs: AllocationInputs)
 
 
 # A prover that changes what a hint proposes must make the run fail, not change the output.
+# (fragment of the hint's code, its replacement): each changes a proposed quotient,
+# comparison bit, remainder index or weight.
 TAMPERED_HINTS = [
     (
-        "ids.q, ids.r = divmod(ids.num, 10000)",
-        "ids.q, ids.r = divmod(ids.num, 10000); ids.q += 1; ids.r -= 10000",
+        "q, r = divmod(ids.num, ids.den)",
+        "q, r = divmod(ids.num, ids.den); q += 1; r -= ids.den",
     ),
     (
-        "ids.q, ids.r = divmod(ids.num, ids.den)",
-        "ids.q, ids.r = divmod(ids.num, ids.den); ids.q -= 1; ids.r += ids.den",
+        "q, r = divmod(ids.num, ids.den)",
+        "q, r = divmod(ids.num, ids.den); q -= 1; r += ids.den",
     ),
-    ("ids.region = 0 if ids.raw < ids.lo else (2 if ids.raw > ids.hi else 1)", "ids.region = 1"),
+    ("ids.bit = 1 if ids.a < ids.b else 0", "ids.bit = 0 if ids.a < ids.b else 1"),
+    ("ids.bit = 1 if ids.a < ids.b else 0", "ids.bit = 2 if ids.a < ids.b else 0"),
+    ("ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0", "ids.is_k = 0"),
     (
-        "ids.bigger = 1 if ids.w > ids.best_w else 0",
-        "ids.bigger = 1 - (1 if ids.w > ids.best_w else 0)",
+        "ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0",
+        "ids.is_k = 1 if ids.before == 1 else 0",
     ),
-    ("ids.over = 1 if ids.a > ids.max_single else 0", "ids.over = 0"),
-    ("ids.big = 1 if ids.a >= 1000 else 0", "ids.big = 1"),
-    ("ids.young = 1 if ids.age < ids.cap else 0", "ids.young = 0"),
+    ("ids.wk = max(", "ids.wk = 1 + max("),
+    ("ids.x % 0x8000, ids.x // 0x8000", "ids.x % 0x8000 + 1, ids.x // 0x8000"),
 ]
+
+
+def test_remainder_goes_to_the_lowest_index_among_equal_weights(
+    compiled: dict[str, Any],
+) -> None:
+    # Equal scores: 3 x 3333 bps and a remainder of 1 for protocol 0 (spec section 3). A
+    # hint that marks protocol 1 (n = 2 protocols left) instead must make the run fail.
+    inputs = AllocationInputs(0x1, 1, (_safe(100), _safe(100), _safe(100)))
+    assert expected_output(inputs)[6:9] == [3334, 3333, 3333]
+    assert _run_unchecked(inputs, compiled) == expected_output(inputs)
+    hints = json.loads(json.dumps(compiled["hints"]))
+    original = "ids.is_k = 1 if ids.before == 1 and ids.w == ids.wk else 0"
+    found = 0
+    for entries in hints.values():
+        for entry in entries:
+            if entry["code"] == original:
+                entry["code"] = original.replace(
+                    "ids.w == ids.wk", "ids.w == ids.wk and ids.n == 2"
+                )
+                found += 1
+    assert found == 1
+    with pytest.raises(CairoRunError):
+        _run_unchecked(inputs, dict(compiled, hints=hints))
 
 
 @pytest.mark.parametrize(("original", "tampered"), TAMPERED_HINTS)
@@ -274,12 +328,13 @@ def test_tampered_hints_make_the_run_fail(
     found = 0
     for entries in hints.values():
         for entry in entries:
-            if entry["code"] == original:
-                entry["code"] = tampered
+            if original in entry["code"]:
+                entry["code"] = entry["code"].replace(original, tampered)
                 found += 1
     assert found >= 1, original
-    # Exercises every hint: a two-round cap, young and old protocols, risk at the floor
-    # and in range, allocations above and below 1000 bps.
+    # Exercises every hint: three cap rounds (the remainder goes to the first uncapped
+    # protocol, then to a later one), young and old protocols, risk at the floor and in
+    # range, allocations above and below 1000 bps.
     risky = ProtocolInputs(9000, 100, 2, 40, 10, 900)
     inputs = AllocationInputs(
         0x1,

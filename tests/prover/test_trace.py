@@ -118,7 +118,7 @@ def test_cli_trace_prints_one_json_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_cli_stdout_stays_one_line_when_padding_needs_more_rounds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # One protocol runs ~1,300 steps: 2,048 cannot fill the range-check hole, so the
+    # One protocol runs ~1,100 steps: 2,048 cannot fill the range-check hole, so the
     # runner pads again to 4,096 and cairo-lang prints a warning, which must not reach stdout.
     data = _devnet()
     data["protocols"] = data["protocols"][:1]
