@@ -522,17 +522,6 @@ def test_shared_proofs_pure_facts(
     assert public_outputs(proof["public_input"]) == outputs
 
 
-def test_allocation_program_hash_from_the_compiled_program() -> None:
-    """The hash the keeper computes from its compiled program is what swiftness prints."""
-    proof = _shared_proof(ALLOC)
-    from prover.program import compiled_program
-
-    compiled = compiled_program()
-    if compiled["data"] != [hex(int(w, 16)) for w in _program_words(proof)]:
-        pytest.skip("prover/cairo/allocation.cairo changed since the shared proof was made")
-    assert sw.swiftness_program_hash(compiled) == ALLOC_PEDERSEN
-
-
 @pytest.mark.parametrize("name", [FIB, ALLOC])
 def test_tampered_proof_hex_and_annotations_are_caught(name: str) -> None:
     proof = _shared_proof(name)
