@@ -19,10 +19,10 @@ from keeper.chain import ChainClient
 from keeper.core.config import FundsConfig
 from keeper.engine.funds import FRI_PER_STRK, INSUFFICIENT_FUNDS
 from keeper.engine.funds_guard import FundsGuard
-from keeper.engine.registrar import Pending, Registered
+from keeper.engine.registrar import IntegrityRegistrar, Pending, Registered
 from keeper.ops.health import HealthState
 from keeper.ops.metrics import KeeperMetrics
-from keeper.store.jobs import Job
+from keeper.store.jobs import Job, JobStore
 from keeper.store.ledger import Ledger
 from keeper.store.registrations import RegistrationLog
 from tests.integrity.conftest import FIBONACCI, KEEPER, OWNER, PIN, IntegrityChain, proved_job
@@ -95,15 +95,7 @@ async def test_a_registration_drained_between_steps_resumes_at_the_next_step_onc
         assert len(log.for_job(job.id)) == 2
 
         mint(integrity.devnet, keeper.address, 1000 * FRI_PER_STRK)
-        done = None
-        for _ in range(20):
-            done = await registrar.register(
-                jobs.require(job.id), registry=registry, pin=PIN, min_security_bits=60
-            )
-            if isinstance(done, Registered):
-                break
-            await asyncio.sleep(0.2)  # a receipt not there yet: poll again, bounded
-        assert isinstance(done, Registered)
+        await register_until_done(registrar, jobs, job, registry)
     finally:
         # The session's devnet is shared: leave the keeper's account funded.
         if await balance_at(integrity.devnet.url, keeper.address) < 100 * FRI_PER_STRK:
@@ -160,15 +152,7 @@ async def test_the_funds_gate_estimates_the_monolith_that_will_be_sent(
         assert log.for_job(job.id) == []
 
         mint(integrity.devnet, keeper.address, 1000 * FRI_PER_STRK)
-        done = None
-        for _ in range(20):
-            done = await registrar.register(
-                jobs.require(job.id), registry=registry, pin=PIN, min_security_bits=60
-            )
-            if isinstance(done, Registered):
-                break
-            await asyncio.sleep(0.2)  # a receipt not there yet: poll again, bounded
-        assert isinstance(done, Registered)
+        await register_until_done(registrar, jobs, job, registry)
     finally:
         if await balance_at(integrity.devnet.url, keeper.address) < 100 * FRI_PER_STRK:
             mint(integrity.devnet, keeper.address, 1000 * FRI_PER_STRK)
@@ -177,3 +161,18 @@ async def test_the_funds_gate_estimates_the_monolith_that_will_be_sent(
     fees = jobs._store.query("SELECT kind, outcome FROM costs WHERE job_id = ?", (job.id,))
     assert [(f["kind"], f["outcome"]) for f in fees] == [("fact_registration", "ok")]
     assert jobs.require(job.id).failure_code is None
+
+
+async def register_until_done(
+    registrar: IntegrityRegistrar, jobs: JobStore, job: Job, registry: int
+) -> None:
+    """The funded account's registration, step by step, until registered (bounded)."""
+    done = None
+    for _ in range(20):
+        done = await registrar.register(
+            jobs.require(job.id), registry=registry, pin=PIN, min_security_bits=60
+        )
+        if isinstance(done, Registered):
+            return
+        await asyncio.sleep(0.2)  # a receipt not there yet: poll again, bounded
+    raise AssertionError(f"not registered after 20 steps: {done}")
