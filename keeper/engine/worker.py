@@ -547,8 +547,8 @@ class JobWorker:
 
     async def _register_fact(self, job: Job) -> Job:
         """proved → fact_registered: the verification the router will accept, registered."""
-        state = await self._epoch_moved(job)
-        if state is None:
+        state, inputs_changed = await self._router_now(job)
+        if state.epoch != job.epoch:
             return self._jobs.supersede(
                 job, "the router's epoch moved before the fact was registered"
             )
@@ -593,7 +593,7 @@ class JobWorker:
                 verification_hash=verification,
                 security_bits=bits,
             )
-        if job.prover == "stone" and await self._inputs_changed(job):
+        if inputs_changed:
             return self._fail(
                 job,
                 "stale_output",
@@ -655,17 +655,16 @@ class JobWorker:
             "(the dev registrar runs on a devnet with the dev policy only)",
         )
 
-    async def _inputs_changed(self, job: Job) -> bool:
-        """Whether the router's inputs are no longer those the job traced: the router
-        would refuse the proof (stale inputs commitment), so nothing is paid to register
-        it. (A job without recorded inputs has nothing to compare.)"""
-        if job.inputs_json is None:
-            return False
+    async def _router_now(self, job: Job) -> tuple[RouterState, bool]:
+        """The router's state, and for a Stone job whether its inputs are no longer those
+        the job traced (read together, one call): the router would refuse such a proof
+        (stale inputs commitment), so nothing is paid to register it. Other jobs (dev,
+        Atlantic) and a job without recorded inputs have nothing to compare."""
+        if job.prover != "stone" or job.inputs_json is None:
+            return await self._chain.router_state(), False
         inputs, state = await self._chain.allocation_inputs()
-        if state.epoch != job.epoch:
-            return False  # the next step supersedes the job
         now = json.loads(json.dumps(inputs.to_json()))
-        return bool(now != json.loads(job.inputs_json))
+        return state, state.epoch == job.epoch and now != json.loads(job.inputs_json)
 
     async def _register_with_integrity(
         self, job: Job, needed: Requirement, registry: int, wanted: int
