@@ -190,12 +190,6 @@ class IntegrityRegistrar:
         while restarts <= _MAX_RESTARTS:
             job = self._jobs.require(job.id)
             integrity_id = self._integrity_id(job)
-            unresolved = await self._resolve_in_flight(job, integrity_id)
-            if unresolved is not None:
-                return unresolved
-            if await self._is_registered(registry, prepared.verification_hash):
-                final = self._last_succeeded(job, integrity_id)
-                return Registered(prepared.verification_hash, prepared.bits, final)
             if self._flow(job, prepared, integrity_id) == "monolith":
                 step = await self._monolith(job, registry, prepared, integrity_id)
             else:
@@ -204,6 +198,13 @@ class IntegrityRegistrar:
                 return step
             if step == "restart":
                 restarts += 1  # a new Integrity job id, or the chain was ahead of us
+            # What that step left: its receipt, then whether the guard now holds it.
+            unresolved = await self._resolve_in_flight(job, integrity_id)
+            if unresolved is not None:
+                return unresolved
+            if await self._is_registered(registry, prepared.verification_hash):
+                final = self._last_succeeded(job, integrity_id)
+                return Registered(prepared.verification_hash, prepared.bits, final)
         return Pending(
             f"the Integrity job made no progress after {_MAX_RESTARTS} fresh reads of the "
             "chain; trying again at the next step"

@@ -17,6 +17,7 @@ start: its prover died with it (PR_SET_PDEATHSIG), and its CPU was not measured.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -206,25 +207,21 @@ class AheadStore:
         )
         return AheadProof.from_row(rows[0]) if rows else None
 
-    def discard(
-        self, proof: AheadProof, reason: str, *, proof_cpu_s: float | None = None
-    ) -> AheadProof | None:
+    def discard(self, proof: AheadProof, reason: str) -> AheadProof | None:
         """Discard a proving or ready proof, its CPU to the ledger; None when it was used
         or discarded meanwhile (nothing to do)."""
         current = self.get(proof.id)
         if current.state not in ("proving", "ready"):
             return None
+        columns: dict[str, Any] = {
+            "state": "discarded", "reason": reason, "finished_at": self._now()
+        }
+        resolved = dataclasses.replace(current, **columns)
         with self._store.transaction() as db:
-            columns: dict[str, Any] = {
-                "state": "discarded", "reason": reason, "finished_at": self._now()
-            }
-            if current.state == "proving" and proof_cpu_s is not None:
-                columns["proof_cpu_s"] = proof_cpu_s
             self._update(current, current.state, db=db, **columns)
-            resolved = AheadProof.from_row(self._row(db, proof.id))
             for entry in _cost_entries(resolved, job_id=None, outcome="discarded", reason=reason):
                 self._ledger.record(db, entry)
-        return self.get(proof.id)
+        return resolved
 
     def interrupted(self) -> list[AheadProof]:
         """At start-up: every row left ``proving`` by a keeper that stopped is discarded."""
@@ -245,12 +242,6 @@ class AheadStore:
         return {str(r["state"]): int(r["n"]) for r in rows}
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _row(db: sqlite_utils.Database, proof_id: int) -> dict[str, Any]:
-        cursor = db.execute("SELECT * FROM ahead_proofs WHERE id = ?", (proof_id,))
-        names = [d[0] for d in cursor.description]
-        return dict(zip(names, cursor.fetchone(), strict=True))
-
     def _update(
         self,
         proof: AheadProof,
