@@ -108,15 +108,22 @@ async def _measure(run: DemoRun, rounds: int) -> list[float]:
         target = round_no + 2
         sent = time.monotonic()
         await run.update_and_request(round_no)
-        end = sent + _DEADLINE_S
-        while await run.epoch() < target:
-            if time.monotonic() > end:
-                raise RuntimeError(f"epoch {target} not reached within {_DEADLINE_S:.0f} s")
-            await asyncio.sleep(_POLL_S)
-        latencies.append(time.monotonic() - sent)
-        run.show_progress()
-        await run.wait_for_confirmed(target, _DEADLINE_S)
+        latencies.append(await _seconds_until_epoch(run, target, sent, _DEADLINE_S))
     return latencies
+
+
+async def _seconds_until_epoch(run: DemoRun, target: int, sent: float, deadline_s: float) -> float:
+    """Seconds from ``sent`` until the router's epoch reaches ``target`` (polled every
+    ``_POLL_S``), then until the keeper confirmed its job."""
+    end = sent + deadline_s
+    while await run.epoch() < target:
+        if time.monotonic() > end:
+            raise RuntimeError(f"epoch {target} not reached within {deadline_s:.0f} s")
+        await asyncio.sleep(_POLL_S)
+    seconds = time.monotonic() - sent
+    run.show_progress()
+    await run.wait_for_confirmed(target, deadline_s)
+    return seconds
 
 
 def p95(values: Sequence[float]) -> float:
@@ -159,14 +166,7 @@ async def _measure_due(run: DemoRun, rounds: int, *, ahead: bool) -> list[float]
         else:
             sent = time.monotonic()
             await run.nudge_and_maybe_request(round_no, request=True)
-        end = sent + _STONE_DEADLINE_S
-        while await run.epoch() < target:
-            if time.monotonic() > end:
-                raise RuntimeError(f"epoch {target} not reached within {_STONE_DEADLINE_S:.0f} s")
-            await asyncio.sleep(_POLL_S)
-        latencies.append(time.monotonic() - sent)
-        run.show_progress()
-        await run.wait_for_confirmed(target, _STONE_DEADLINE_S)
+        latencies.append(await _seconds_until_epoch(run, target, sent, _STONE_DEADLINE_S))
     return latencies
 
 

@@ -419,66 +419,54 @@ class DemoRun:
         The oracle publishes the whole protocol set at once (``set_all_metrics``: the
         RiskEngine has no per-protocol setter), with this round's protocol changed.
         Returns (protocol index, metrics, transaction hash)."""
-        from starknet_py.net.full_node_client import FullNodeClient
-
-        devnet, deployment = self._require_devnet(), self._require_deployment()
         index, metrics = metrics_update(round_no)
-        risk_engine = deployment.address("RiskEngine")
-        client = FullNodeClient(node_url=devnet.url)
-        current = await devnet_deploy.call_view(client, risk_engine, "get_inputs")
-        snapshot = with_protocol_replaced(current, index, metrics)
-        calls = [
-            devnet_deploy.make_call(risk_engine, "set_all_metrics", snapshot),
-            devnet_deploy.make_call(deployment.address("StrategyRouterV2"), "request_rebalance"),
-        ]
-        owner = devnet_deploy.make_account(
-            devnet.url, devnet.accounts[OWNER_INDEX], deployment.chain_id
+        current = await self._risk_engine_inputs()
+        tx_hash = await self._as_owner(
+            [self._set_metrics_call(with_protocol_replaced(current, index, metrics))],
+            request=True,
         )
-        tx_hash = await devnet_deploy.invoke(owner, calls)
         return index, metrics, tx_hash
 
     async def nudge_and_maybe_request(self, round_no: int, *, request: bool) -> None:
         """New inputs too close to the current ones to make a rebalance due by drift:
         protocol ``round_no % n``'s APY up by ``round_no + 1`` bps (an oracle snapshot),
         with the owner's ``request_rebalance`` in the same multicall when ``request``."""
-        from starknet_py.net.full_node_client import FullNodeClient
-
-        devnet, deployment = self._require_devnet(), self._require_deployment()
-        risk_engine = deployment.address("RiskEngine")
-        client = FullNodeClient(node_url=devnet.url)
-        current = list(await devnet_deploy.call_view(client, risk_engine, "get_inputs"))
+        current = await self._risk_engine_inputs()
         width = len(devnet_deploy.PROTOCOL_FIELDS)
-        count = current[0]
-        index = round_no % count
+        index = round_no % current[0]
         row = current[1 + width * index : 1 + width * (index + 1)]
         metrics = dict(zip(devnet_deploy.PROTOCOL_FIELDS, row, strict=True))
         metrics["apy_bps"] += round_no + 1
-        calls = [
-            devnet_deploy.make_call(
-                risk_engine, "set_all_metrics", with_protocol_replaced(current, index, metrics)
-            )
-        ]
-        if request:
-            calls.append(
-                devnet_deploy.make_call(
-                    deployment.address("StrategyRouterV2"), "request_rebalance"
-                )
-            )
-        owner = devnet_deploy.make_account(
-            devnet.url, devnet.accounts[OWNER_INDEX], deployment.chain_id
-        )
-        await devnet_deploy.invoke(owner, calls)
+        snapshot = with_protocol_replaced(current, index, metrics)
+        await self._as_owner([self._set_metrics_call(snapshot)], request=request)
 
     async def request_rebalance(self) -> None:
         """The owner's ``request_rebalance`` alone."""
+        await self._as_owner([], request=True)
+
+    async def _risk_engine_inputs(self) -> list[int]:
+        """RiskEngine's ``get_inputs``: ``[n, 6n metric fields, 12 model params]``."""
+        from starknet_py.net.full_node_client import FullNodeClient
+
+        client = FullNodeClient(node_url=self._require_devnet().url)
+        risk_engine = self._require_deployment().address("RiskEngine")
+        return list(await devnet_deploy.call_view(client, risk_engine, "get_inputs"))
+
+    def _set_metrics_call(self, snapshot: list[int]) -> Any:
+        risk_engine = self._require_deployment().address("RiskEngine")
+        return devnet_deploy.make_call(risk_engine, "set_all_metrics", snapshot)
+
+    async def _as_owner(self, calls: list[Any], *, request: bool) -> int:
+        """One owner multicall of ``calls``, then ``request_rebalance`` when ``request``."""
         devnet, deployment = self._require_devnet(), self._require_deployment()
+        if request:
+            router = deployment.address("StrategyRouterV2")
+            calls = [*calls, devnet_deploy.make_call(router, "request_rebalance")]
         owner = devnet_deploy.make_account(
             devnet.url, devnet.accounts[OWNER_INDEX], deployment.chain_id
         )
-        await devnet_deploy.invoke(
-            owner,
-            [devnet_deploy.make_call(deployment.address("StrategyRouterV2"), "request_rebalance")],
-        )
+        tx_hash: int = await devnet_deploy.invoke(owner, calls)
+        return tx_hash
 
     async def wait_for_epoch(self, target: int, deadline_s: float) -> None:
         """Until the router reaches ``target``, printing the keeper's progress meanwhile."""
