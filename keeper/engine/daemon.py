@@ -419,9 +419,7 @@ class Keeper:
             self._atlantic = None
         if self.cfg.prover.policy == "dev":
             self.worker.proving = None
-            if self.worker.ahead is not None:  # a reload to the dev policy: Stone no more
-                await self.worker.ahead.discard_all("the prover policy is dev now")
-                self.worker.ahead = None
+            await self._rebuild_ahead(None, min_security_bits)  # no Stone: none made ahead
             return
         settings = self.cfg.prover.runtime(
             self.cfg.secrets, required_security_bits=min_security_bits
@@ -435,18 +433,23 @@ class Keeper:
         self._proving_bits = min_security_bits
         await self._rebuild_ahead(settings, min_security_bits)
 
-    async def _rebuild_ahead(self, settings: ProverSettings, min_security_bits: int) -> None:
+    async def _rebuild_ahead(
+        self, settings: ProverSettings | None, min_security_bits: int
+    ) -> None:
         """The prover of proofs made ahead (jobs.prove_ahead), for these Stone settings and
-        bits; proofs made under other ones are discarded (the router would refuse them, or
-        they are not what a job would prove now)."""
-        ahead_settings = settings.model_copy(
-            update={"niceness": self.cfg.jobs.prove_ahead_niceness}
+        bits (None: the dev policy, no Stone); proofs made under other ones are discarded
+        (the router would refuse them, or they are not what a job would prove now)."""
+        ahead_settings = (
+            None
+            if settings is None
+            else settings.model_copy(update={"niceness": self.cfg.jobs.prove_ahead_niceness})
         )
         wanted = (
-            self.cfg.jobs.prove_ahead
-            and self.cfg.prover.policy not in ("dev", "atlantic_only")
-            and settings.stone_prover_path is not None
-            and settings.stone_verifier_path is not None
+            ahead_settings is not None
+            and self.cfg.jobs.prove_ahead
+            and self.cfg.prover.policy != "atlantic_only"
+            and ahead_settings.stone_prover_path is not None
+            and ahead_settings.stone_verifier_path is not None
         )
         current = self.worker.ahead
         if current is not None and wanted and self._ahead_settings == ahead_settings:
@@ -455,7 +458,7 @@ class Keeper:
             await current.discard_all("the prover settings or the router's minimum bits changed")
         self.worker.ahead = None
         self._ahead_settings = ahead_settings
-        if not wanted:
+        if not wanted or ahead_settings is None:
             return
         self.worker.ahead = AheadProver(
             store=self._ahead_store,
@@ -464,20 +467,8 @@ class Keeper:
             stone=StoneRunner(ahead_settings),
             min_security_bits=min_security_bits,
             work_dir=self.cfg.prover.work_dir or self.cfg.store.path.parent / "work",
-            precheck=self._ahead_precheck,
+            precheck=self.worker.precheck,
             metrics=self.metrics,
-        )
-
-    async def _ahead_precheck(self, proof_path: Path, outputs: list[int]) -> None:
-        """swiftness on a proof made ahead, like the worker's check of any Stone proof."""
-        check = self.worker.swiftness
-        if check is None:
-            return
-        await check.runner.precheck(
-            proof_path,
-            stone_version=check.stone_version,
-            expected_program_hash=self.program.swiftness_program_hash,
-            expected_outputs=outputs,
         )
 
     # ------------------------------------------------------------------ governance
@@ -593,12 +584,13 @@ class Keeper:
             last_execution_ts=state.last_execution_timestamp,
             governance=state.governance,
         )
+        open_epochs = self.jobs.open_epochs(self._router)
         decision = decide(
             snapshot,
             now=now,
             requested=state.rebalance_requested,
             model_allocation=model,
-            open_job_epochs=self.jobs.open_epochs(self._router),
+            open_job_epochs=open_epochs,
         )
         self.health.waiting_for_governance = None  # set again below while still held back
         if decision.due:
@@ -615,21 +607,19 @@ class Keeper:
                     trigger=decision.trigger,
                     reason=decision.reason,
                 )
-        elif self._proves_ahead(state.epoch) and model is not None:
-            assert self.worker.ahead is not None
+        elif (
+            self.worker.ahead is not None
+            and model is not None
+            and self._proves_ahead(state.epoch, open_epochs)
+        ):
             await self.worker.ahead.consider(state.epoch, inputs)
 
-    def _proves_ahead(self, epoch: int) -> bool:
-        """Whether to make the coming rebalance's proof now: a prover for it, the router
-        accepts Stone's proofs of our program, and no job of the epoch is open (an open
-        job proves for itself)."""
+    def _proves_ahead(self, epoch: int, open_epochs: frozenset[int]) -> bool:
+        """Whether to make the coming rebalance's proof now (a prover for it is set up):
+        the router accepts Stone's proofs of our program, and no job of the epoch is open
+        (an open job proves for itself)."""
         accepted = self.worker.accepted
-        return (
-            self.worker.ahead is not None
-            and accepted is not None
-            and accepted.accepts("stone")
-            and epoch not in self.jobs.open_epochs(self._router)
-        )
+        return accepted is not None and accepted.accepts("stone") and epoch not in open_epochs
 
     async def _decide_with_pending_changes(
         self,

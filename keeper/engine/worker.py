@@ -419,7 +419,7 @@ class JobWorker:
             self._metrics.proof_done(outcome.prover, outcome.seconds)
         if outcome.prover == "stone" and outcome.proof_path is not None:
             try:
-                await self._precheck(job, outcome.proof_path)
+                await self.precheck(outcome.proof_path, job.output)
             except SwiftnessError as exc:
                 # Before any gas: a proof Integrity would refuse is never sent.
                 return self._fail(job, exc.code, f"{exc} (no transaction was sent)")
@@ -467,10 +467,11 @@ class JobWorker:
         _log.info("job.prover_chosen", **decision.as_log())
         return decision.policy
 
-    async def _precheck(self, job: Job, proof_path: Path) -> None:
-        """swiftness (Integrity's verifier, in Rust) on the Stone proof: it must verify, and
-        the program and output it proves must be the trace's. Set by the daemon; None only
-        where no Stone proof is ever registered (the dev policy)."""
+    async def precheck(self, proof_path: Path, outputs: list[int]) -> None:
+        """swiftness (Integrity's verifier, in Rust) on a Stone proof: it must verify, and
+        the program and output it proves must be the trace's (``outputs``); a job's proof
+        or one made ahead. Set by the daemon; None only where no Stone proof is ever
+        registered (the dev policy)."""
         check = self.swiftness
         if check is None:
             return
@@ -478,7 +479,7 @@ class JobWorker:
             proof_path,
             stone_version=check.stone_version,
             expected_program_hash=self._program.swiftness_program_hash,
-            expected_outputs=job.output,
+            expected_outputs=outputs,
         )
         _log.info(
             "job.proof_prechecked",
