@@ -44,18 +44,6 @@ _log = get_logger("keeper.engine.ahead")
 Precheck = Callable[[Path, list[int]], Awaitable[None]]
 
 
-def ahead_key(
-    router: int, epoch: int, inputs: AllocationInputs, program_hash: int, min_security_bits: int
-) -> AheadKey:
-    return AheadKey(
-        router=hex(router),
-        epoch=epoch,
-        inputs_commitment=hex(inputs_commitment(inputs)),
-        program_hash=hex(program_hash),
-        min_security_bits=min_security_bits,
-    )
-
-
 class AheadProver:
     def __init__(
         self,
@@ -81,10 +69,6 @@ class AheadProver:
         self._task_proof: AheadProof | None = None
 
     @property
-    def min_security_bits(self) -> int:
-        return self._bits
-
-    @property
     def running(self) -> AheadProof | None:
         """The proof being made now, if any."""
         if self._task is None or self._task.done():
@@ -92,7 +76,14 @@ class AheadProver:
         return self._task_proof
 
     def key(self, epoch: int, inputs: AllocationInputs) -> AheadKey:
-        return ahead_key(self._router, epoch, inputs, self._program_hash, self._bits)
+        """What a job of ``epoch`` started now on ``inputs`` would prove."""
+        return AheadKey(
+            router=hex(self._router),
+            epoch=epoch,
+            inputs_commitment=hex(inputs_commitment(inputs)),
+            program_hash=hex(self._program_hash),
+            min_security_bits=self._bits,
+        )
 
     async def consider(self, epoch: int, inputs: AllocationInputs) -> None:
         """Called while no job of ``epoch`` is open: discard what no longer fits, start the
